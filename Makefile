@@ -1,0 +1,31 @@
+# One entry point for a fresh machine: each target creates or reuses the virtual environment.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# The local wheels of the development machines; override for another platform, e.g.
+#   make test TORCH_SPEC="torch torchvision"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+LAB ?= lab
+
+.PHONY: setup run test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed  ## create or reuse the virtual environment
+
+run: setup  ## the main job: train the main denoiser on the embedded MNIST subset, write its grid
+	$(PY) -m diffusion train --model unet --steps 1800 --lr 2e-3 --warmup-steps 100 --lab $(LAB) --name main
+
+test: setup  ## the whole test suite
+	$(PY) -m pytest
+
+bench: setup  ## speed of the five denoisers: training img/s (fp32, bf16) and sampling evaluations/s
+	$(PY) bench/bench_denoisers.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Helpers for a local Ray head, its auth token and deployment manifests; built on ``diffusion``."""

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard that reads the lab store; built on ``diffusion``."""

@@ -1,0 +1,1 @@
+"""Ray Tune sweeps and evaluation jobs (``python -m jobs.<name>``); built on ``diffusion``."""
