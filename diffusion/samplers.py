@@ -1,0 +1,255 @@
+"""Samplers as generators that yield every step (improved-diffusion's progressive loop).
+
+A sampler takes the network as an argument (diffusers keeps model, schedule and sampler
+apart); a denoising path is a list of the yielded snapshots, and a progress bar is a
+``tqdm`` around the generator. Every random draw comes from one ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffusion.config import ConfigError
+from diffusion.device import autocast
+from diffusion.schedules import NoiseSchedule
+
+DDPM_VARIANCES: tuple[str, ...] = ("beta_tilde", "beta")
+
+
+@dataclass(frozen=True)
+class SamplerStep:
+    """One step from level ``t`` to ``t_prev`` (-1 is the clean image): the new sample and x_0 guess."""
+
+    index: int
+    t: int
+    t_prev: int
+    x: torch.Tensor  # (B, C, H, W), the sample at level t_prev
+    x0: torch.Tensor  # (B, C, H, W), the x_0 predicted at level t
+
+
+def timestep_sequence(timesteps: int, steps: int) -> list[int]:
+    """``steps`` levels from T-1 down to 0, evenly spaced and always starting at pure noise."""
+    if not 1 <= steps <= timesteps:
+        raise ConfigError(f"steps must be between 1 and {timesteps} (the schedule's T), got {steps}")
+    levels = np.unique(np.round(np.linspace(0, timesteps - 1, steps)).astype(np.int64))
+    return [int(t) for t in levels[::-1]]
+
+
+def _level_pairs(schedule: NoiseSchedule, steps: int) -> list[tuple[int, int, float, float]]:
+    """(t, t_prev, alpha_bar_t, alpha_bar_prev) in float64, computed once before the loop."""
+    alpha_bar = schedule.alpha_bar_f64
+    sequence = timestep_sequence(schedule.timesteps, steps)
+    pairs = []
+    for i, t in enumerate(sequence):
+        t_prev = sequence[i + 1] if i + 1 < len(sequence) else -1
+        pairs.append((t, t_prev, float(alpha_bar[t]), float(alpha_bar[t_prev]) if t_prev >= 0 else 1.0))
+    return pairs
+
+
+def _predict(
+    model: nn.Module, schedule: NoiseSchedule, x: torch.Tensor, t: torch.Tensor, precision: str, clip: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_0, eps) from one network evaluation; x_0 clipped to [-1, 1] (and eps made consistent)."""
+    with autocast(x.device, precision):
+        output = model(x, t).float()
+    x0, eps = schedule.split_prediction(output, x, t)
+    if clip:
+        x0 = x0.clamp(-1.0, 1.0)
+        a = schedule.sqrt_alpha_bar.gather(0, t).view(-1, 1, 1, 1)
+        s = schedule.sqrt_one_minus_alpha_bar.gather(0, t).view(-1, 1, 1, 1)
+        eps = (x - a * x0) / s
+    return x0, eps
+
+
+@torch.inference_mode()
+def ddpm(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    generator: torch.Generator,
+    steps: int | None = None,
+    eta: float = 1.0,
+    variance: str = "beta_tilde",
+    clip: bool = True,
+    precision: str = "auto",
+) -> Iterator[SamplerStep]:
+    """Ancestral sampling, Ho et al. 2020 Algorithm 2: x_{t-1} ~ N(mu_tilde(x_t, x0_hat), sigma_t^2 I).
+
+    sigma_t^2 is beta_tilde_t or beta_t (both in the paper). With ``steps`` < T the chain is
+    respaced (Nichol and Dhariwal 2021, sec. 4): beta_t = 1 - alpha_bar_t / alpha_bar_prev.
+    ``eta`` is accepted for a uniform sampler signature; ancestral sampling has eta = 1.
+    """
+    if variance not in DDPM_VARIANCES:
+        raise ConfigError(f"variance {variance!r} is not one of {list(DDPM_VARIANCES)}")
+    batch = x_T.shape[0]
+    x = x_T
+    for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps or schedule.timesteps)):
+        beta = 1.0 - ab / ab_prev
+        coef_x0 = np.sqrt(ab_prev) * beta / (1.0 - ab)
+        coef_xt = np.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)
+        sigma2 = beta * (1.0 - ab_prev) / (1.0 - ab) if variance == "beta_tilde" else beta
+        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
+        x0, _eps = _predict(model, schedule, x, t_batch, precision, clip)
+        x = coef_x0 * x0 + coef_xt * x
+        if t_prev >= 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device)
+            x = x + float(np.sqrt(sigma2)) * noise
+        yield SamplerStep(index, t, t_prev, x, x0)
+
+
+@torch.inference_mode()
+def ddim(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    generator: torch.Generator,
+    steps: int | None = 50,
+    eta: float = 0.0,
+    variance: str = "beta_tilde",
+    clip: bool = True,
+    precision: str = "auto",
+) -> Iterator[SamplerStep]:
+    """DDIM, Song et al. 2021 eq. 12: x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - s^2) eps_hat + s z.
+
+    s = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev) (eq. 16); eta = 0 is the
+    deterministic sampler, eta = 1 matches DDPM's beta_tilde variance. ``variance`` is unused.
+    """
+    if eta < 0:
+        raise ConfigError(f"eta must be >= 0, got {eta}")
+    batch = x_T.shape[0]
+    x = x_T
+    for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps or schedule.timesteps)):
+        sigma = eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab)) * np.sqrt(1.0 - ab / ab_prev)
+        direction = float(np.sqrt(max(0.0, 1.0 - ab_prev - sigma**2)))
+        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
+        x0, eps = _predict(model, schedule, x, t_batch, precision, clip)
+        x = float(np.sqrt(ab_prev)) * x0 + direction * eps
+        if sigma > 0 and t_prev >= 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device)
+            x = x + float(sigma) * noise
+        yield SamplerStep(index, t, t_prev, x, x0)
+
+
+Sampler = Callable[..., Iterator[SamplerStep]]
+
+SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim}
+
+
+def get_sampler(name: str) -> Sampler:
+    """The sampler registered as ``name``, or a ConfigError listing the accepted names."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {name!r}; accepted: {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def noise_like(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """x_T ~ N(0, I) drawn from ``generator`` on ``device``."""
+    return torch.randn(shape, generator=generator, device=device)
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed``: same seed, same images."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def sample(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    num_images: int,
+    sampler: str = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 500,
+    precision: str = "auto",
+    clip: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """``num_images`` samples in [-1, 1], (N, C, H, W) on the model's device, in batches."""
+    if num_images < 1:
+        raise ConfigError(f"num_images must be at least 1, got {num_images}")
+    device = next(model.parameters()).device
+    shape = _image_shape(model)
+    step_fn = get_sampler(sampler)
+    generator = make_generator(seed, device)
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        for start in range(0, num_images, batch_size):
+            n = min(batch_size, num_images - start)
+            x_T = noise_like((n, *shape), generator, device)
+            last = None
+            chain = step_fn(model, schedule, x_T, generator, steps=steps or _default_steps(sampler, schedule),
+                            eta=eta, clip=clip, precision=precision)
+            for last in chain:
+                if progress is not None:
+                    progress(n)
+            assert last is not None
+            chunks.append(last.x.clamp(-1.0, 1.0))
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks)
+
+
+@dataclass(frozen=True)
+class DenoisingPaths:
+    """Snapshots of ``num_paths`` chains: the input x_t of a step and the x_0 predicted there."""
+
+    x_t: torch.Tensor  # (P, S, C, H, W)
+    x0: torch.Tensor  # (P, S, C, H, W)
+    levels: list[int]  # the S levels t of the snapshots, from T-1 down
+    final: torch.Tensor  # (P, C, H, W), the finished samples
+
+
+def denoising_paths(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    num_paths: int = 5,
+    snapshots: int = 10,
+    sampler: str = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    seed: int = 0,
+    precision: str = "auto",
+) -> DenoisingPaths:
+    """Run ``num_paths`` chains and keep ``snapshots`` evenly spaced steps of each."""
+    if num_paths < 1 or snapshots < 1:
+        raise ConfigError(f"num_paths and snapshots must be positive, got {num_paths} and {snapshots}")
+    device = next(model.parameters()).device
+    generator = make_generator(seed, device)
+    x = noise_like((num_paths, *_image_shape(model)), generator, device)
+    options = {"eta": eta, "precision": precision} | ({"steps": steps} if steps is not None else {})
+    chain = get_sampler(sampler)(model, schedule, x, generator, **options)
+    total = len(timestep_sequence(schedule.timesteps, steps or _default_steps(sampler, schedule)))
+    keep = set(np.round(np.linspace(0, total - 1, min(snapshots, total))).astype(int).tolist())
+    inputs, predictions, levels = [], [], []
+    was_training = model.training
+    model.eval()
+    try:
+        for step in chain:
+            if step.index in keep:
+                inputs.append(x.clamp(-1, 1))
+                predictions.append(step.x0)
+                levels.append(step.t)
+            x = step.x
+    finally:
+        model.train(was_training)
+    return DenoisingPaths(torch.stack(inputs, 1), torch.stack(predictions, 1), levels, x.clamp(-1, 1))
+
+
+def _default_steps(sampler: str, schedule: NoiseSchedule) -> int:
+    """Steps a sampler takes when none are given: all T for DDPM, 50 (or T if fewer) for DDIM."""
+    return schedule.timesteps if sampler == "ddpm" else min(50, schedule.timesteps)
+
+
+def _image_shape(model: nn.Module) -> tuple[int, int, int]:
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ConfigError("the model carries no config (build it with diffusion.models.build_denoiser)")
+    return (config.image_channels, config.image_size, config.image_size)
