@@ -1,0 +1,119 @@
+"""Model files that leave a training run: weights in safetensors plus a JSON config.
+
+Loading never unpickles. A pickle or zip (``torch.save``) placed where weights are expected is
+refused by its first bytes, and a truncated or altered file fails its SHA-256 check; both
+errors name the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+from torch import nn
+
+from diffusion.config import RunConfig, from_dict, to_dict
+from diffusion.models import build_denoiser, parameter_count
+
+FORMAT = "diffusion-lab/model"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A model file that cannot be loaded; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The JSON next to the weights: what the model is, how to rebuild it, what it scored."""
+
+    kind: str
+    config: dict[str, Any]
+    parameters: int
+    weights_sha256: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """Serialised card, with the format tag and version."""
+        body = {"format": FORMAT, "version": FORMAT_VERSION, **to_dict(self)}
+        return json.dumps(body, indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str) -> ModelCard:
+        """Parse a card, naming ``source`` in any error."""
+        try:
+            body = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{source}: not valid JSON ({error})") from error
+        if not isinstance(body, dict) or body.get("format") != FORMAT:
+            raise CheckpointError(f"{source}: not a {FORMAT} card (format tag missing or different)")
+        if body.get("version") != FORMAT_VERSION:
+            raise CheckpointError(f"{source}: card version {body.get('version')!r}; this code reads {FORMAT_VERSION}")
+        body = {k: v for k, v in body.items() if k not in ("format", "version")}
+        try:
+            return from_dict(cls, body, source)
+        except ValueError as error:
+            raise CheckpointError(str(error)) from error
+
+
+def weights_to_bytes(model: nn.Module) -> bytes:
+    """The model's state dict as safetensors bytes (tensors made contiguous, on the CPU)."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return safetensors_save(state)
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _looks_like_pickle(data: bytes) -> str | None:
+    if data[:2] == b"PK":
+        return "a zip archive (torch.save format, which holds a pickle)"
+    if data[:1] == b"\x80" and len(data) > 1 and data[1] <= 5:
+        return "a Python pickle"
+    return None
+
+
+def weights_from_bytes(data: bytes, source: str, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Parse safetensors bytes; refuse pickles and corrupted or truncated files, naming ``source``."""
+    kind = _looks_like_pickle(data)
+    if kind is not None:
+        raise CheckpointError(
+            f"{source}: refusing to load {kind}; weights are only read from safetensors files"
+        )
+    if expected_sha256 is not None and sha256(data) != expected_sha256:
+        raise CheckpointError(
+            f"{source}: checksum mismatch ({len(data)} bytes): the file is truncated or corrupted"
+        )
+    try:
+        return safetensors_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{source}: not a readable safetensors file ({error})") from error
+
+
+def denoiser_card(model: nn.Module, run: RunConfig, weights: bytes, metrics: dict[str, Any] | None = None) -> ModelCard:
+    """The card of a trained denoiser: its RunConfig rebuilds the network with no other input."""
+    return ModelCard("denoiser", to_dict(run), parameter_count(model), sha256(weights), dict(metrics or {}))
+
+
+def build_denoiser_from_card(card: ModelCard, state: dict[str, torch.Tensor], source: str) -> tuple[nn.Module, RunConfig]:
+    """Rebuild the denoiser a card describes and load ``state`` into it (strict key and shape match)."""
+    if card.kind != "denoiser":
+        raise CheckpointError(f"{source}: holds a {card.kind!r}, not a denoiser")
+    try:
+        run = from_dict(RunConfig, card.config, f"{source}: card config")
+        model = build_denoiser(run.model)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{source}: weights do not match the card's config ({error})") from error
+    return model.eval(), run
