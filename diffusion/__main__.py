@@ -1,0 +1,7 @@
+"""``python -m diffusion``: see diffusion.cli."""
+
+import sys
+
+from diffusion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""Wire a RunConfig into a ready Trainer, and render a trained denoiser's pictures.
+
+The standalone CLI and the Ray Tune trials both start here, so a trial is exactly the
+training run a user gets from ``python -m diffusion train``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from diffusion.config import ConfigError, RunConfig
+from diffusion.data import DATASETS, load_dataset
+from diffusion.device import seeded
+from diffusion.images import grid_png, path_gif, paths_png
+from diffusion.losses import diffusion_loss
+from diffusion.models import build_denoiser, validate_denoiser_config
+from diffusion.samplers import denoising_paths, get_sampler, sample
+from diffusion.schedules import NoiseSchedule
+from diffusion.store import LabStore
+from diffusion.training import Trainer, validate_train_config
+
+
+@dataclass
+class DenoiserRun:
+    """A denoiser, its schedule and the trainer that fits it, built from one RunConfig."""
+
+    run: RunConfig
+    schedule: NoiseSchedule
+    trainer: Trainer
+
+    @property
+    def ema_model(self) -> nn.Module:
+        """The EMA weights: what gets sampled, evaluated and exported."""
+        return self.trainer.ema.model
+
+
+def validate_run_config(run: RunConfig) -> RunConfig:
+    """Check every part of a run before any work starts; errors name the bad value."""
+    validate_denoiser_config(run.model)
+    validate_train_config(run.train)
+    NoiseSchedule.from_config(run.diffusion)
+    diffusion_loss(NoiseSchedule.from_config(run.diffusion), run.diffusion.loss_weighting)
+    if run.data.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {run.data.dataset!r}; accepted: {', '.join(DATASETS)}")
+    return run
+
+
+def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor | None = None) -> DenoiserRun:
+    """Load the training split (unless ``data`` is given), build schedule, seeded model and trainer."""
+    validate_run_config(run)
+    images = load_dataset(run.data, "train").images if data is None else data
+    schedule = NoiseSchedule.from_config(run.diffusion).to(device)
+    with seeded(run.train.seed):
+        model = build_denoiser(run.model)
+    loss = diffusion_loss(schedule, run.diffusion.loss_weighting, run.diffusion.min_snr_gamma)
+    return DenoiserRun(run, schedule, Trainer(model, loss, images, run.train, device))
+
+
+def render_pictures(
+    store: LabStore,
+    name: str,
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    sampler: str = "ddim",
+    steps: int | None = 50,
+    seed: int = 0,
+) -> dict[str, str]:
+    """Write the model's 50-image grid, 5 denoising paths (PNG) and their animation (GIF)."""
+    get_sampler(sampler)
+    images = sample(model, schedule, 50, sampler=sampler, steps=steps, seed=seed)
+    paths = denoising_paths(model, schedule, num_paths=5, snapshots=10, sampler=sampler, steps=steps, seed=seed + 1)
+    return {
+        "grid": store.write_model_image(name, "grid.png", grid_png(images)),
+        "paths": store.write_model_image(name, "paths.png", paths_png(paths)),
+        "paths_animation": store.write_model_image(name, "paths.gif", path_gif(paths)),
+    }

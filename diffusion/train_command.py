@@ -1,0 +1,70 @@
+"""What ``python -m diffusion train`` and ``sample`` do once their arguments are checked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from tqdm import tqdm
+
+from diffusion.config import ConfigError, RunConfig, to_dict
+from diffusion.images import grid_png
+from diffusion.models import parameter_count
+from diffusion.recipe import build_denoiser_run, render_pictures
+from diffusion.samplers import sample
+from diffusion.schedules import NoiseSchedule
+from diffusion.store import LabStore
+from diffusion.training import Trainer, TrainProgress
+
+
+def train_command(run: RunConfig, store: LabStore, name: str, device: torch.device, args: argparse.Namespace) -> int:
+    """Train (or resume) one denoiser, export its EMA weights and write its pictures."""
+    job = build_denoiser_run(run, device)
+    state_path = store.run_state_path(name)
+    config_path = f"runs/{name}/run.json"
+    if args.resume:
+        if not store.exists(state_path):
+            raise ConfigError(f"--resume: no saved run named {name!r} in {store.root}")
+        saved = store.read_json(config_path)
+        if saved != json.loads(json.dumps(to_dict(run))):
+            raise ConfigError(f"--resume: the flags differ from the saved run's config ({store.uri(config_path)})")
+        job.trainer.load_state(store.read_bytes(state_path))
+    else:
+        store.write_json(config_path, to_dict(run))
+    model = job.trainer.model
+    print(
+        f"training {run.model.arch} ({parameter_count(model):,} parameters) on {run.data.dataset} "
+        f"({len(job.trainer.data):,} images), {run.train.steps:,} steps of {run.train.batch_size}, "
+        f"{device} {job.trainer.precision}, lab {store.root}"
+    )
+    bar = tqdm(total=run.train.steps, initial=job.trainer.step, unit="step", dynamic_ncols=True)
+
+    def on_progress(trainer: Trainer, progress: TrainProgress) -> None:
+        bar.update(progress.step - bar.n)
+        bar.set_postfix(loss=f"{progress.loss:.4f}", img_s=f"{progress.images_per_s:.0f}", lr=f"{progress.lr:.1e}")
+        if progress.step % args.checkpoint_every == 0 or progress.step == run.train.steps:
+            store.write_bytes(state_path, trainer.save_state())
+
+    every = min(50, args.checkpoint_every)
+    final = job.trainer.fit(callback=on_progress, every=every)
+    bar.close()
+    metrics = {"steps": job.trainer.step, "images_seen": job.trainer.images_seen, "final_loss": final.loss,
+               "train_seconds": round(final.elapsed_s, 1), "images_per_s": round(final.images_per_s, 1)}
+    store.export_denoiser(name, job.ema_model, run, metrics)
+    files = render_pictures(store, name, job.ema_model, job.schedule, args.sampler, args.sample_steps, run.train.seed)
+    print(f"exported {store.uri(store.model_path(name))}: grid {store.uri(files['grid'])}")
+    return 0
+
+
+def sample_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
+    """Load an exported model and write a grid of fresh samples."""
+    stored = store.load_denoiser(args.name, device)
+    schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
+    with tqdm(unit="img-step", dynamic_ncols=True) as bar:
+        images = sample(stored.model, schedule, args.num_images, args.sampler, args.steps, args.eta, args.seed,
+                        progress=bar.update)
+    with open(args.out, "wb") as handle:
+        handle.write(grid_png(images))
+    print(f"wrote {args.num_images} samples of {args.name} to {args.out}")
+    return 0
