@@ -18,8 +18,8 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from diffusion.config import RunConfig, from_dict, to_dict
-from diffusion.models import build_denoiser, parameter_count
+from diffusion.config import from_dict, to_dict
+from diffusion.models import parameter_count
 
 FORMAT = "diffusion-lab/model"
 FORMAT_VERSION = 1
@@ -98,18 +98,23 @@ def weights_from_bytes(data: bytes, source: str, expected_sha256: str | None = N
         raise CheckpointError(f"{source}: not a readable safetensors file ({error})") from error
 
 
-def denoiser_card(model: nn.Module, run: RunConfig, weights: bytes, metrics: dict[str, Any] | None = None) -> ModelCard:
-    """The card of a trained denoiser: its RunConfig rebuilds the network with no other input."""
-    return ModelCard("denoiser", to_dict(run), parameter_count(model), sha256(weights), dict(metrics or {}))
+def model_card(kind: str, model: nn.Module, run: Any, weights: bytes, metrics: dict[str, Any] | None = None) -> ModelCard:
+    """The card of a trained model; its run config rebuilds the network with no other input."""
+    return ModelCard(kind, to_dict(run), parameter_count(model), sha256(weights), dict(metrics or {}))
 
 
-def build_denoiser_from_card(card: ModelCard, state: dict[str, torch.Tensor], source: str) -> tuple[nn.Module, RunConfig]:
-    """Rebuild the denoiser a card describes and load ``state`` into it (strict key and shape match)."""
-    if card.kind != "denoiser":
-        raise CheckpointError(f"{source}: holds a {card.kind!r}, not a denoiser")
+def build_from_card(card: ModelCard, state: dict[str, torch.Tensor], source: str, expected_kind: str | None = None) -> tuple[nn.Module, Any]:
+    """Rebuild the network a card describes and load ``state`` into it (strict key and shape match)."""
+    from diffusion.kinds import MODEL_KINDS
+
+    if expected_kind is not None and card.kind != expected_kind:
+        raise CheckpointError(f"{source}: holds a {card.kind!r}, not a {expected_kind!r}")
+    if card.kind not in MODEL_KINDS:
+        raise CheckpointError(f"{source}: unknown model kind {card.kind!r}; this code reads {', '.join(MODEL_KINDS)}")
+    kind = MODEL_KINDS[card.kind]
     try:
-        run = from_dict(RunConfig, card.config, f"{source}: card config")
-        model = build_denoiser(run.model)
+        run = from_dict(kind.config_type, card.config, f"{source}: card config")
+        model = kind.build(run)
     except ValueError as error:
         raise CheckpointError(str(error)) from error
     try:

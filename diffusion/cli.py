@@ -1,4 +1,4 @@
-"""``python -m diffusion train|sample``: one denoiser without Ray, with a progress bar.
+"""``python -m diffusion train|sample|train-embedding|score|robustness``: the library without Ray.
 
 Every config key becomes a flag of the same name (``--batch-size`` sets TrainConfig.batch_size),
 so the flags never drift from the dataclasses. Wrong arguments give one line on stderr that
@@ -28,6 +28,7 @@ from diffusion.config import (
 )
 from diffusion.data import DATASETS, DatasetUnavailable
 from diffusion.device import PRECISIONS, pick_device
+from diffusion.embeddings import EMBEDDINGS
 from diffusion.losses import LOSS_WEIGHTINGS
 from diffusion.models import DENOISERS, denoiser_config
 from diffusion.samplers import SAMPLERS
@@ -129,6 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--eta", type=float, default=0.0)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
+
+    embedding = commands.add_parser("train-embedding", help="train the evaluation VAE or the classifier")
+    embedding.add_argument("--kind", required=True, choices=["vae", "classifier"])
+    embedding.add_argument("--lab", default="./lab", help="lab store root")
+    embedding.add_argument("--name", default=None, help="store name (default: the kind)")
+    embedding.add_argument("--steps", type=positive_int, default=None, help="default: 1500 (vae), 600 (classifier)")
+    embedding.add_argument("--dataset", choices=list(DATASETS), default="mnist-embedded")
+    embedding.add_argument("--device", default="auto")
+
+    score = commands.add_parser("score", help="FD (with floor and ratio) and KID of a stored denoiser")
+    score.add_argument("--lab", default="./lab", help="lab store root")
+    score.add_argument("--name", required=True, help="exported denoiser name")
+    score.add_argument("--num-images", type=positive_int, default=1000, help="N: samples scored (and floor size)")
+    score.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
+    score.add_argument("--steps", type=positive_int, default=None, help="default: T for ddpm, 50 for ddim")
+    score.add_argument("--eta", type=float, default=0.0)
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--embeddings", nargs="+", choices=list(EMBEDDINGS), default=list(EMBEDDINGS))
+    score.add_argument("--device", default="auto")
+
+    robustness = commands.add_parser("robustness", help="corruption-robustness curves of every embedding")
+    robustness.add_argument("--lab", default="./lab", help="lab store root")
+    robustness.add_argument("--n", type=positive_int, default=1000, help="images per set")
+    robustness.add_argument("--seeds", type=positive_int, default=5, help="repeats per severity")
+    robustness.add_argument("--embeddings", nargs="+", choices=list(EMBEDDINGS), default=list(EMBEDDINGS))
+    robustness.add_argument("--dataset", choices=list(DATASETS), default="mnist-embedded")
+    robustness.add_argument("--device", default="auto")
     return parser
 
 
@@ -136,16 +164,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from diffusion import evaluate_command, train_command
+
     try:
         if args.command == "train":
-            from diffusion.train_command import train_command
-
             run = run_config_from_args(args)
             name = check_name(args.name or args.model, "--name")
-            return train_command(run, LabStore(args.lab), name, pick_device(args.device), args)
-        from diffusion.train_command import sample_command
-
-        return sample_command(LabStore(args.lab), args, pick_device(args.device))
+            return train_command.train_command(run, LabStore(args.lab), name, pick_device(args.device), args)
+        command = {
+            "sample": train_command.sample_command,
+            "train-embedding": evaluate_command.train_embedding_command,
+            "score": evaluate_command.score_command,
+            "robustness": evaluate_command.robustness_command,
+        }[args.command]
+        return command(LabStore(args.lab), args, pick_device(args.device))
     except (ConfigError, ValueError, DatasetUnavailable, LabStoreError, CheckpointError) as error:
         print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
         return 2

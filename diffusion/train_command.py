@@ -35,7 +35,7 @@ def train_command(run: RunConfig, store: LabStore, name: str, device: torch.devi
     model = job.trainer.model
     print(
         f"training {run.model.arch} ({parameter_count(model):,} parameters) on {run.data.dataset} "
-        f"({len(job.trainer.data):,} images), {run.train.steps:,} steps of {run.train.batch_size}, "
+        f"({job.trainer.num_examples:,} images), {run.train.steps:,} steps of {run.train.batch_size}, "
         f"{device} {job.trainer.precision}, lab {store.root}"
     )
     bar = tqdm(total=run.train.steps, initial=job.trainer.step, unit="step", dynamic_ncols=True)
@@ -51,7 +51,7 @@ def train_command(run: RunConfig, store: LabStore, name: str, device: torch.devi
     bar.close()
     metrics = {"steps": job.trainer.step, "images_seen": job.trainer.images_seen, "final_loss": final.loss,
                "train_seconds": round(final.elapsed_s, 1), "images_per_s": round(final.images_per_s, 1)}
-    store.export_denoiser(name, job.ema_model, run, metrics)
+    store.export_model(name, job.ema_model, run, metrics)
     files = render_pictures(store, name, job.ema_model, job.schedule, args.sampler, args.sample_steps, run.train.seed)
     print(f"exported {store.uri(store.model_path(name))}: grid {store.uri(files['grid'])}")
     return 0

@@ -31,8 +31,8 @@ DENOISERS: dict[str, DenoiserSpec] = {
     "resunet": DenoiserSpec(residual_unet, {"width": 32, "depth": 2}, "DDPM U-Net: GroupNorm residual blocks"),
     "attnunet": DenoiserSpec(
         residual_unet,
-        {"width": 32, "depth": 2, "attention_resolutions": (14, 7)},
-        "resunet + self-attention at 14x14, 7x7 and the middle",
+        {"width": 32, "depth": 2, "attention_resolutions": (7,)},
+        "resunet + self-attention at 7x7 and in the middle",
     ),
 }
 

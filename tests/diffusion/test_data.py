@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import torch
+
+from diffusion.config import ConfigError, DataConfig
+from diffusion.data import DatasetUnavailable, load_dataset, load_embedded_mnist, load_mnist, load_sklearn_digits, stratified_split
+
+
+def test_embedded_split_is_4000_and_1000_stratified_and_disjoint() -> None:
+    train, test = load_embedded_mnist("train"), load_embedded_mnist("test")
+    assert train.images.shape == (4000, 1, 28, 28) and test.images.shape == (1000, 1, 28, 28)
+    assert torch.bincount(train.labels).tolist() == [400] * 10
+    assert torch.bincount(test.labels).tolist() == [100] * 10
+    train_rows = {bytes(row) for row in train.images.numpy().reshape(4000, -1)}
+    assert not any(bytes(row) in train_rows for row in test.images.numpy().reshape(1000, -1))
+
+
+def test_any_prefix_of_a_split_holds_every_digit() -> None:
+    for split in ("train", "test"):
+        labels = load_embedded_mnist(split).labels
+        assert torch.bincount(labels[:100], minlength=10).min() >= 1
+        counts = torch.bincount(labels[:500], minlength=10)
+        assert counts.min() >= 30 and counts.max() <= 70, counts
+
+
+def test_images_are_float_in_minus_one_to_one() -> None:
+    images = load_embedded_mnist("test").images
+    assert images.dtype == torch.float32
+    assert images.min().item() == -1.0 and images.max().item() == 1.0
+
+
+def test_the_split_never_changes() -> None:
+    labels = np.repeat(np.arange(10), 500)
+    train_a, test_a = stratified_split(labels, 100, seed=5)
+    train_b, test_b = stratified_split(labels, 100, seed=5)
+    assert np.array_equal(test_a, test_b) and np.array_equal(train_a, train_b)
+    digest = load_embedded_mnist("test").images.sum().item()
+    assert digest == pytest.approx(load_embedded_mnist("test").images.sum().item())
+
+
+def test_full_mnist_missing_offline_says_how_to_get_it(tmp_path) -> None:
+    with pytest.raises(DatasetUnavailable, match=r"not under .*download.*mnist-embedded"):
+        load_mnist("train", tmp_path / "nowhere", download=False)
+
+
+def test_the_other_set_is_sklearn_digits_at_28x28() -> None:
+    other = load_sklearn_digits()
+    assert other.images.shape == (1797, 1, 28, 28)
+    assert other.images.min() >= -1 and other.images.max() <= 1
+
+
+def test_unknown_dataset_and_split_name_the_accepted_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown dataset 'cifar'; accepted: mnist-embedded, mnist"):
+        load_dataset(DataConfig(dataset="cifar"), "train")
+    with pytest.raises(ConfigError, match="unknown split 'val'; accepted: train, test"):
+        load_dataset(DataConfig(), "val")
