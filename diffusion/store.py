@@ -29,15 +29,9 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from diffusion.checkpoint import (
-    CheckpointError,
-    ModelCard,
-    build_denoiser_from_card,
-    denoiser_card,
-    weights_from_bytes,
-    weights_to_bytes,
-)
-from diffusion.config import RunConfig
+from diffusion.checkpoint import CheckpointError
+
+from diffusion.checkpoint import ModelCard, build_from_card, model_card, weights_from_bytes, weights_to_bytes
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 WEIGHTS_FILE = "weights.safetensors"
@@ -54,7 +48,7 @@ class StoredModel:
 
     name: str
     model: nn.Module
-    run: RunConfig
+    run: Any  # RunConfig for a denoiser, VAERun, ClassifierRun
     card: ModelCard
 
 
@@ -154,17 +148,31 @@ class LabStore:
         check_name(name, "model name")
         return f"models/{name}/{filename}" if filename else f"models/{name}"
 
-    def export_denoiser(self, name: str, model: nn.Module, run: RunConfig, metrics: dict[str, Any] | None = None) -> ModelCard:
-        """Save a denoiser's weights, then its card (last, so readers never see half a model)."""
+    def export_model(self, name: str, model: nn.Module, run: Any, metrics: dict[str, Any] | None = None) -> ModelCard:
+        """Save a model's weights, then its card (last, so readers never see half a model).
+
+        ``run`` is the run config the model was trained from; its type names the kind.
+        """
+        from diffusion.kinds import kind_of
+
         weights = weights_to_bytes(model)
-        card = denoiser_card(model, run, weights, metrics)
+        card = model_card(kind_of(run), model, run, weights, metrics)
         self.write_bytes(self.model_path(name, WEIGHTS_FILE), weights)
         self.write_bytes(self.model_path(name, CARD_FILE), card.to_json())
         return card
 
-    def list_models(self) -> list[str]:
-        """Names of the exported models (those with a card)."""
-        return [n for n in self.list_dir("models") if self.exists(self.model_path(n, CARD_FILE))]
+    def list_models(self, kind: str | None = None) -> list[str]:
+        """Names of the exported models (those with a card), optionally only of one ``kind``."""
+        names = [n for n in self.list_dir("models") if self.exists(self.model_path(n, CARD_FILE))]
+        if kind is None:
+            return names
+        return [n for n in names if self._kind_or_none(n) == kind]
+
+    def _kind_or_none(self, name: str) -> str | None:
+        try:
+            return self.read_card(name).kind
+        except (LabStoreError, CheckpointError):
+            return None
 
     def read_card(self, name: str) -> ModelCard:
         """A model's card."""
@@ -184,12 +192,16 @@ class LabStore:
         relpath = self.model_path(name, WEIGHTS_FILE)
         return weights_from_bytes(self.read_bytes(relpath), self.uri(relpath), card.weights_sha256)
 
-    def load_denoiser(self, name: str, device: torch.device | str = "cpu") -> StoredModel:
-        """Rebuild an exported denoiser from its card and weights, on ``device``."""
+    def load_model(self, name: str, device: torch.device | str = "cpu", kind: str | None = None) -> StoredModel:
+        """Rebuild an exported model from its card and weights, on ``device`` (checking ``kind``)."""
         card = self.read_card(name)
         state = self.read_weights(name, card)
-        model, run = build_denoiser_from_card(card, state, self.uri(self.model_path(name)))
+        model, run = build_from_card(card, state, self.uri(self.model_path(name)), kind)
         return StoredModel(name, model.to(device), run, card)
+
+    def load_denoiser(self, name: str, device: torch.device | str = "cpu") -> StoredModel:
+        """Rebuild an exported denoiser; ``.run`` is its RunConfig."""
+        return self.load_model(name, device, "denoiser")
 
     # ---- images, tables, run state --------------------------------------------------------
     def write_model_image(self, name: str, filename: str, data: bytes) -> str:

@@ -21,8 +21,11 @@ from diffusion.config import ConfigError, TrainConfig
 from diffusion.device import autocast, resolve_precision
 from diffusion.ema import EMA
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
-"""loss(model, batch, generator) -> scalar loss; draws its randomness from ``generator`` only."""
+Batch = torch.Tensor | tuple[torch.Tensor, ...]
+LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
+"""loss(model, batch, generator) -> scalar loss; draws its randomness from ``generator`` only.
+
+The batch is one tensor, or a tuple (images, labels, ...) when the trainer was given a tuple."""
 
 LR_DECAYS: tuple[str, ...] = ("constant", "cosine")
 
@@ -76,24 +79,31 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 class Trainer:
-    """Trains ``model`` on ``data`` (N, ...) held on the device, batch order fixed by the seed."""
+    """Trains ``model`` on ``data`` held on the device, batch order fixed by the seed.
+
+    ``data`` is an (N, ...) tensor, or a tuple of tensors of equal length N (images, labels).
+    """
 
     def __init__(
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        data: torch.Tensor,
+        data: Batch,
         config: TrainConfig,
         device: torch.device,
     ) -> None:
         self.config = validate_train_config(config)
-        if len(data) == 0:
+        tensors = data if isinstance(data, tuple) else (data,)
+        if len(tensors[0]) == 0:
             raise ConfigError("the training data set is empty")
+        if any(len(t) != len(tensors[0]) for t in tensors):
+            raise ConfigError(f"training tensors differ in length: {[len(t) for t in tensors]}")
         self.device = device
         self.precision = resolve_precision(config.precision, device)
         self.model = model.to(device).train()
         self.loss_fn = loss_fn
-        self.data = data.to(device)
+        self.tensors = tuple(t.to(device) for t in tensors)
+        self.num_examples = len(tensors[0])
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -110,7 +120,7 @@ class Trainer:
 
     def batch_indices(self, step: int) -> torch.Tensor:
         """Indices of the batch at ``step``: a seeded permutation per epoch, so resume needs no state."""
-        n, size = len(self.data), self.config.batch_size
+        n, size = self.num_examples, self.config.batch_size
         start = step * size
         indices = []
         while size > 0:
@@ -155,9 +165,10 @@ class Trainer:
         lr = learning_rate(self.config, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.data[self.batch_indices(self.step)]
+        indices = self.batch_indices(self.step)
+        batch = tuple(t[indices] for t in self.tensors)
         with autocast(self.device, self.precision):
-            loss = self.loss_fn(self.model, batch, self.generator)
+            loss = self.loss_fn(self.model, batch if len(batch) > 1 else batch[0], self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:

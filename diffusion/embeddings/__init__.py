@@ -1,0 +1,65 @@
+"""Embeddings in which Fréchet distances are computed: one registry.
+
+``vae`` (the encoder mean of the evaluation VAE), ``classifier`` (a digit classifier's
+penultimate layer, the MNIST analogue of FID's Inception features) and ``pixels``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffusion.config import ConfigError
+from diffusion.metrics.frechet import GaussianStats
+
+
+@dataclass
+class Embedder:
+    """Maps images in [-1, 1] (N, 1, 28, 28) to float64 features (N, dim), in batches."""
+
+    name: str
+    dim: int
+    function: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+
+    @torch.inference_mode()
+    def batches(self, images: torch.Tensor, batch_size: int = 1000) -> Iterator[np.ndarray]:
+        """Features of ``images`` one batch at a time (for streaming statistics)."""
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size].to(self.device, torch.float32)
+            yield self.function(chunk).to("cpu", torch.float64).numpy()
+
+    def __call__(self, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+        """Features of all ``images`` at once, (N, dim) float64."""
+        return np.concatenate(list(self.batches(images, batch_size)))
+
+    def stats(self, images: torch.Tensor, batch_size: int = 1000) -> GaussianStats:
+        """Streamed mean and covariance of the features of ``images``."""
+        return GaussianStats.stream(self.batches(images, batch_size))
+
+
+def pixel_embedder(device: torch.device | str = "cpu") -> Embedder:
+    """The flattened image: 784 features."""
+    return Embedder("pixels", 28 * 28, lambda x: x.flatten(1), torch.device(device))
+
+
+def model_embedder(name: str, model: nn.Module, device: torch.device | str = "cpu") -> Embedder:
+    """An embedder from a trained model with an ``embed`` method (the VAE or the classifier)."""
+    model = model.to(device).eval()
+    dim = int(model.embed(torch.zeros(1, 1, 28, 28, device=device)).shape[1])  # type: ignore[operator]
+    return Embedder(name, dim, model.embed, torch.device(device))  # type: ignore[arg-type]
+
+
+EMBEDDINGS: dict[str, str | None] = {"vae": "vae", "classifier": "classifier", "pixels": None}
+"""Embedding name -> the model kind it needs from the lab store (None: no model)."""
+
+
+def check_embedding(name: str) -> str:
+    """``name`` if it is a registered embedding, else a ConfigError listing them."""
+    if name not in EMBEDDINGS:
+        raise ConfigError(f"unknown embedding {name!r}; accepted: {', '.join(EMBEDDINGS)}")
+    return name

@@ -1,0 +1,1 @@
+"""Evaluation metrics: Fréchet distance, its real-vs-real floor, KID, corruptions and robustness curves."""

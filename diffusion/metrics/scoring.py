@@ -1,0 +1,58 @@
+"""Score a set of images against held-out real digits: FD with its floor and ratio, and KID."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from diffusion.embeddings import Embedder
+from diffusion.metrics.floor import Floor, fd_floor
+from diffusion.metrics.frechet import frechet_distance
+from diffusion.metrics.kid import kernel_distance
+
+
+@dataclass(frozen=True)
+class Score:
+    """One FD as the product reports it: always next to the floor at the same N."""
+
+    embedding: str
+    n: int
+    fd: float
+    mean_term: float
+    trace_term: float
+    floor_mean: float
+    floor_std: float
+    ratio: float
+    kid_mean: float
+    kid_std: float
+
+    def as_row(self) -> dict[str, float | int | str]:
+        """A flat dict for a result table."""
+        return asdict(self)
+
+
+def score_images(
+    images: torch.Tensor,
+    real_test: torch.Tensor,
+    real_pool: torch.Tensor,
+    embedder: Embedder,
+    floor_draws: int = 5,
+    seed: int = 0,
+    floor: Floor | None = None,
+) -> Score:
+    """FD and KID of ``images`` against ``real_test`` at N = min(len(images), len(real_test)).
+
+    The floor is the FD of disjoint real samples of that N drawn from ``real_pool`` (all real
+    digits available, e.g. train + test); pass a precomputed ``floor`` to reuse it.
+    """
+    n = min(len(images), len(real_test))
+    fake = embedder(images[:n])
+    real = embedder(real_test[:n])
+    fd = frechet_distance(fake, real)
+    if floor is None or floor.n != n:
+        floor = fd_floor(embedder(real_pool), n, draws=floor_draws, seed=seed)
+    kid = kernel_distance(fake, real, subsets=10, subset_size=n, seed=seed)
+    return Score(embedder.name, n, fd.fd, fd.mean_term, fd.trace_term, floor.mean, floor.std,
+                 floor.ratio(fd.fd), kid.mean, kid.std)
+
