@@ -6,7 +6,7 @@ penultimate layer, the MNIST analogue of FID's Inception features) and ``pixels`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,11 @@ class Embedder:
     def stats(self, images: torch.Tensor, batch_size: int = 1000) -> GaussianStats:
         """Streamed mean and covariance of the features of ``images``."""
         return GaussianStats.stream(self.batches(images, batch_size))
+
+    def stream_stats(self, image_batches: Iterable[torch.Tensor]) -> GaussianStats:
+        """Mean and covariance of the features of a stream of image batches (e.g. from a sampler):
+        50,000 samples or 60,000 real digits never sit in memory at once."""
+        return GaussianStats.stream(features for batch in image_batches for features in self.batches(batch))
 
 
 def pixel_embedder(device: torch.device | str = "cpu") -> Embedder:

@@ -12,6 +12,9 @@ from diffusion.metrics.frechet import frechet_distance
 from diffusion.metrics.kid import kernel_distance
 
 
+KID_SUBSET = 1000
+
+
 @dataclass(frozen=True)
 class Score:
     """One FD as the product reports it: always next to the floor at the same N."""
@@ -44,15 +47,17 @@ def score_images(
     """FD and KID of ``images`` against ``real_test`` at N = min(len(images), len(real_test)).
 
     The floor is the FD of disjoint real samples of that N drawn from ``real_pool`` (all real
-    digits available, e.g. train + test); pass a precomputed ``floor`` to reuse it.
+    digits available, e.g. train + test); pass a precomputed ``floor`` to reuse it. FD uses
+    streamed statistics; KID uses the features of at most ``KID_SUBSET`` images per side.
     """
     n = min(len(images), len(real_test))
-    fake = embedder(images[:n])
-    real = embedder(real_test[:n])
-    fd = frechet_distance(fake, real)
+    fd = frechet_distance(embedder.stats(images[:n]), embedder.stats(real_test[:n]))
     if floor is None or floor.n != n:
-        floor = fd_floor(embedder(real_pool), n, draws=floor_draws, seed=seed)
-    kid = kernel_distance(fake, real, subsets=10, subset_size=n, seed=seed)
+        generator = torch.Generator().manual_seed(seed)
+        pool = real_pool[torch.randperm(len(real_pool), generator=generator)[: 4 * n]]
+        floor = fd_floor(embedder(pool), n, draws=floor_draws, seed=seed)
+    m = min(n, KID_SUBSET)
+    kid = kernel_distance(embedder(images[:m]), embedder(real_test[:m]), subsets=10, subset_size=max(2, m // 2), seed=seed)
     return Score(embedder.name, n, fd.fd, fd.mean_term, fd.trace_term, floor.mean, floor.std,
                  floor.ratio(fd.fd), kid.mean, kid.std)
 

@@ -48,6 +48,14 @@ def test_embedding_dimensions(embedders: list) -> None:
     assert all(e(images).dtype == np.float64 for e in embedders)
 
 
+def test_streamed_statistics_of_image_batches_equal_the_whole_set(embedders: list) -> None:
+    images = load_embedded_mnist("test").images
+    whole = embedders[0].stats(images)
+    streamed = embedders[0].stream_stats(images.split(96))
+    assert streamed.count == whole.count == 1000
+    np.testing.assert_allclose(streamed.covariance, whole.covariance, rtol=1e-9, atol=1e-12)
+
+
 def test_embedder_training_resumes_exactly() -> None:
     run = VAERun(train=TrainConfig(steps=6, batch_size=32, warmup_steps=1, precision="fp32"))
     data = load_embedded_mnist("train")
