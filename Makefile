@@ -24,8 +24,9 @@ run: setup  ## the main job: train the main denoiser on the embedded MNIST subse
 test: setup  ## the whole test suite
 	$(PY) -m pytest
 
-bench: setup  ## speed of the five denoisers: training img/s (fp32, bf16) and sampling evaluations/s
+bench: setup  ## the README's benchmark tables: denoiser speed, then FD against the pytorch-fid formula
 	$(PY) bench/bench_denoisers.py
+	$(PY) bench/bench_frechet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
