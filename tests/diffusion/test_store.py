@@ -92,3 +92,16 @@ def test_names_that_would_escape_the_store_are_refused(store: LabStore) -> None:
     for bad in ("../x", "a/b", ".hidden", ""):
         with pytest.raises(ValueError, match="is not accepted"):
             store.model_path(bad)
+
+
+def test_a_file_uri_root_goes_through_pyarrow_filesystems(tmp_path) -> None:
+    store = LabStore(f"file://{tmp_path}/lab")
+    store.write_json("tables/probe.json", {"ok": True})
+    assert store.read_json("tables/probe.json") == {"ok": True}
+    assert store.uri("tune") == f"file://{tmp_path}/lab/tune"
+    assert (tmp_path / "lab" / "tables" / "probe.json").exists()
+
+
+def test_an_unknown_uri_scheme_is_a_clear_error() -> None:
+    with pytest.raises(LabStoreError, match=r"lab store 'nosuch://bucket/lab' cannot be opened"):
+        LabStore("nosuch://bucket/lab")
