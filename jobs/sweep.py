@@ -1,0 +1,214 @@
+"""``python -m jobs.sweep``: train the evaluation embeddings if missing, then sweep the denoisers with Ray Tune.
+
+Each model gets its own Tune experiment (``<lab>/tune/sweep-<model>``) over its search space
+from the preset, with ASHA stopping poor trials early on the FD (VAE) they report. At the end
+the best trial of each model is exported to the lab store (EMA weights, config, metrics), and
+the trials table and the per-report history are written for the dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from diffusion.config import ClassifierRun, ConfigError, DataConfig, TrainConfig, VAERun, to_dict
+from diffusion.device import pick_device
+from diffusion.embeddings.training import train_embedder
+from diffusion.models import DENOISERS
+from diffusion.recipe import build_denoiser_run
+from diffusion.store import LabStore, LabStoreError
+from jobs.presets import Preset, load_preset, param_space, run_config
+from jobs.trainable import STATE_FILE, train_denoiser_trial
+
+EMBEDDER_RUNS = {"vae": VAERun, "classifier": ClassifierRun}
+ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The sweep's flags."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.sweep", description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="quick", help="smoke, quick, full, or a path to a preset .yaml")
+    parser.add_argument("--models", nargs="+", default=None, help=f"a subset of: {', '.join(DENOISERS)}")
+    parser.add_argument("--lab", default="./lab", help="lab store root: a path or a URI")
+    parser.add_argument("--num-samples", type=int, default=None, help="trials per model (default: the preset's)")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the preset's)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore)")
+    return parser.parse_args(argv)
+
+
+def check_inputs(args: argparse.Namespace) -> tuple[Preset, list[str], LabStore]:
+    """Everything a sweep needs, checked before any trial starts."""
+    preset = load_preset(args.preset)
+    models = args.models or list(preset.models)
+    unknown = [m for m in models if m not in DENOISERS]
+    if unknown:
+        raise ConfigError(f"--models: unknown {unknown}; accepted: {', '.join(DENOISERS)}")
+    missing = [m for m in models if m not in preset.models]
+    if missing:
+        raise ConfigError(f"--models: preset {preset.name!r} has no section for {missing}; it has {list(preset.models)}")
+    for flag, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, got {value}")
+    store = LabStore(args.lab)
+    store.write_json("tune/.reachable", {"checked": time.time()})  # fails now, not after training
+    return preset, models, store
+
+
+def start_ray() -> None:
+    """Join the cluster in RAY_ADDRESS (set by ``ray job submit``), else start Ray in local mode."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+    else:
+        ray.init(address="local", include_dashboard=False, log_to_driver=True)
+
+
+def ensure_embeddings(store: LabStore, preset: Preset) -> None:
+    """Train the VAE and the classifier (as Ray tasks) unless the lab store has them."""
+    pending = []
+    for kind, run_type in EMBEDDER_RUNS.items():
+        if kind in store.list_models(kind=kind):
+            print(f"[sweep] embedding {kind}: found in {store.root}", flush=True)
+            continue
+        defaults = to_dict(run_type().train) | dict(preset.embeddings.get(kind, {}) or {})
+        run = run_type(train=TrainConfig(**defaults), data=DataConfig(dataset=preset.dataset))
+        print(f"[sweep] embedding {kind}: training {run.train.steps} steps", flush=True)
+        pending.append(_train_embedding_task.remote(store.root, kind, run))
+    for metrics in ray.get(pending):
+        print(f"[sweep] embedding stored: {metrics}", flush=True)
+
+
+@ray.remote(num_cpus=1)
+def _train_embedding_task(root: str, kind: str, run: VAERun | ClassifierRun) -> dict[str, Any]:
+    metrics = train_embedder(LabStore(root), kind, run, pick_device("auto"))
+    return {"kind": kind, **{k: v for k, v in metrics.items() if k.startswith("test_")}}
+
+
+def sweep_model(store: LabStore, preset: Preset, model: str, args: argparse.Namespace) -> tune.ResultGrid:
+    """Run (or resume) the Tune experiment of one model."""
+    settings = preset.sweep
+    job = {"lab": store.root, "dataset": preset.dataset, "eval_every_images": settings.eval_every_images,
+           "fd_samples": settings.fd_samples, "fd_sampler_steps": settings.fd_sampler_steps}
+    resources = {k: v for k, v in settings.resources.items() if v}
+    trainable = tune.with_resources(train_denoiser_trial, resources)
+    name = f"sweep-{model}"
+    path = store.uri("tune", name)
+    if args.resume and tune.Tuner.can_restore(path):
+        print(f"[sweep] {model}: resuming {path}", flush=True)
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
+    scheduler = ASHAScheduler(time_attr="images_seen", metric="fd", mode="min",
+                              max_t=ASHA_MAX_IMAGES, grace_period=settings.grace_images,
+                              reduction_factor=settings.reduction_factor)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space(preset, model) | {"_job": job},
+        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=args.num_samples or settings.num_samples,
+                                    max_concurrent_trials=args.max_concurrent or settings.max_concurrent),
+        run_config=tune.RunConfig(
+            name=name, storage_path=store.tune_storage(), verbose=1,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="fd",
+                                                    checkpoint_score_order="min"),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        ),
+    )
+    print(f"[sweep] {model}: {args.num_samples or settings.num_samples} trial(s) -> {path}", flush=True)
+    return tuner.fit()
+
+
+def trial_rows(model: str, results: tune.ResultGrid) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """One row per trial (config, status, final and best metrics, checkpoint) and its report history."""
+    rows, histories = [], []
+    for result in results:
+        config = {f"{section}.{k}": v for section in ("model", "diffusion", "train")
+                  for k, v in (result.config.get(section) or {}).items()}
+        history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
+        best = result.get_best_checkpoint("fd", "min") if result.checkpoint else None
+        trial_id = result.metrics.get("trial_id", result.path.rsplit("/", 1)[-1])
+        rows.append({"model": model, "trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED",
+                     "error": str(result.error)[:500] if result.error else "", **config,
+                     "final_loss": result.metrics.get("loss"), "final_fd": result.metrics.get("fd"),
+                     "best_fd": float(history.fd.min()) if "fd" in history else None,
+                     "fd_floor": result.metrics.get("fd_floor"),
+                     "images_seen": result.metrics.get("images_seen"),
+                     "time_total_s": result.metrics.get("time_total_s"),
+                     "checkpoint": best.path if best else None, "trial_path": result.path})
+        if not history.empty:
+            keep = [c for c in ("step", "images_seen", "loss", "fd", "fd_ratio", "resumed", "time_total_s") if c in history]
+            histories.append(history[keep].assign(model=model, trial_id=trial_id))
+    return rows, histories
+
+
+def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Export the best trial's EMA weights as ``<model>`` in the lab store; mark its row."""
+    scored = [r for r in rows if r["checkpoint"] and r["best_fd"] is not None]
+    if not scored:
+        print(f"[sweep] {model}: no trial produced a checkpoint; nothing exported", flush=True)
+        return None
+    best = min(scored, key=lambda r: r["best_fd"])
+    sections = {s: {k.split(".", 1)[1]: v for k, v in best.items() if k.startswith(f"{s}.")} for s in ("model", "diffusion", "train")}
+    run = run_config(model, sections, preset.dataset)
+    job = build_denoiser_run(run, pick_device("cpu"), data=_one_image())
+    checkpoint = tune.Checkpoint(best["checkpoint"])
+    with checkpoint.as_directory() as directory, open(os.path.join(directory, STATE_FILE), "rb") as handle:
+        job.trainer.load_state(handle.read())
+    metrics = {"fd_vae_sweep": best["best_fd"], "fd_floor_sweep": best["fd_floor"], "trial_id": best["trial_id"],
+               "steps": job.trainer.step, "images_seen": job.trainer.images_seen, "train_seconds": best["time_total_s"]}
+    store.export_model(model, job.ema_model, run, metrics)
+    for row in rows:
+        row["is_best"] = row is best
+    print(f"[sweep] {model}: exported trial {best['trial_id']} (FD {best['best_fd']:.4g}) -> {store.uri(store.model_path(model))}", flush=True)
+    return metrics
+
+
+def _one_image() -> Any:
+    import torch
+
+    return torch.zeros(1, 1, 28, 28)
+
+
+def write_tables(store: LabStore, models: list[str], rows: list[dict[str, Any]], histories: list[pd.DataFrame]) -> None:
+    """Merge this sweep's rows into the ``trials`` and ``trial_history`` tables (other models' rows kept)."""
+    for name, fresh in (("trials", pd.DataFrame(rows)), ("trial_history", pd.concat(histories) if histories else pd.DataFrame())):
+        if name in store.list_tables():
+            old = store.read_table(name)
+            if "model" in old.columns:
+                fresh = pd.concat([old[~old.model.isin(models)], fresh], ignore_index=True)
+        store.write_table(name, fresh)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 on success, 2 on bad input (before any trial)."""
+    args = parse_args(argv)
+    try:
+        preset, models, store = check_inputs(args)
+    except (ConfigError, LabStoreError, ValueError) as error:
+        print(f"python -m jobs.sweep: error: {error}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    start_ray()
+    ensure_embeddings(store, preset)
+    rows: list[dict[str, Any]] = []
+    histories: list[pd.DataFrame] = []
+    for model in models:
+        results = sweep_model(store, preset, model, args)
+        model_rows, model_histories = trial_rows(model, results)
+        export_best(store, preset, model, model_rows)
+        rows += model_rows
+        histories += model_histories
+    write_tables(store, models, rows, histories)
+    print(f"[sweep] done in {time.perf_counter() - start:.0f} s: {len(rows)} trials, tables in {store.uri('tables')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
