@@ -31,6 +31,10 @@ from jobs.trainable import STATE_FILE, train_denoiser_trial
 
 EMBEDDER_RUNS = {"vae": VAERun, "classifier": ClassifierRun}
 ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
+# Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
+# driver killed in between restarts those trials from scratch on --resume. Every 2 s is cheap here.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+CHECKPOINTS_KEPT = 4
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -116,8 +120,9 @@ def sweep_model(store: LabStore, preset: Preset, model: str, args: argparse.Name
                                     max_concurrent_trials=args.max_concurrent or settings.max_concurrent),
         run_config=tune.RunConfig(
             name=name, storage_path=store.tune_storage(), verbose=1,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="fd",
-                                                    checkpoint_score_order="min"),
+            # keep the newest few by recency: the experiment state that --resume reads may lag a
+            # report or two behind, and must still find the checkpoint it names
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         ),
     )
@@ -132,7 +137,7 @@ def trial_rows(model: str, results: tune.ResultGrid) -> tuple[list[dict[str, Any
         config = {f"{section}.{k}": v for section in ("model", "diffusion", "train")
                   for k, v in (result.config.get(section) or {}).items()}
         history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
-        best = result.get_best_checkpoint("fd", "min") if result.checkpoint else None
+        latest = result.checkpoint  # the trial's final state: its EMA weights are what gets exported
         trial_id = result.metrics.get("trial_id", result.path.rsplit("/", 1)[-1])
         rows.append({"model": model, "trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED",
                      "error": str(result.error)[:500] if result.error else "", **config,
@@ -141,10 +146,12 @@ def trial_rows(model: str, results: tune.ResultGrid) -> tuple[list[dict[str, Any
                      "fd_floor": result.metrics.get("fd_floor"),
                      "images_seen": result.metrics.get("images_seen"),
                      "time_total_s": result.metrics.get("time_total_s"),
-                     "checkpoint": best.path if best else None, "trial_path": result.path})
+                     "checkpoint": latest.path if latest else None, "trial_path": result.path})
         if not history.empty:
             keep = [c for c in ("step", "images_seen", "loss", "fd", "fd_ratio", "resumed", "time_total_s") if c in history]
-            histories.append(history[keep].assign(model=model, trial_id=trial_id))
+            # a report logged after the last checkpoint is made again on resume: keep the later one
+            history = history[keep].drop_duplicates("step", keep="last") if "step" in history else history[keep]
+            histories.append(history.assign(model=model, trial_id=trial_id))
     return rows, histories
 
 
