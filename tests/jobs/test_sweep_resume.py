@@ -78,7 +78,8 @@ def test_killed_driver_resumes_without_redoing_or_losing_trials(tmp_path: Path) 
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, env={**os.environ, "TMPDIR": ray_tmp}, timeout=120)
+    ray_cli = str(Path(sys.executable).with_name("ray"))  # the venv's CLI; the venv need not be on PATH
+    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env={**os.environ, "TMPDIR": ray_tmp}, timeout=120)
     reports_before = {name: (experiment / name / "progress.csv").read_text() for name in finished_before}
 
     second = sweep(lab, preset, ray_tmp, "--resume")
