@@ -13,18 +13,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from diffusion.config import ClassifierRun, DataConfig, VAERun, replace
+from diffusion.config import DataConfig, replace
 from diffusion.data import load_dataset, load_sklearn_digits
 from diffusion.embeddings.loading import load_embedder
-from diffusion.embeddings.training import train_embedder
+from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
 from diffusion.metrics.scoring import score_images
-from diffusion.samplers import sample
+from diffusion.samplers import default_steps, sample
 from diffusion.schedules import NoiseSchedule
 from diffusion.store import LabStore
 from diffusion.training import Trainer, TrainProgress
-
-EMBEDDER_RUNS = {"vae": VAERun, "classifier": ClassifierRun}
 
 
 def train_embedding_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
@@ -59,7 +57,7 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
     _train, test, pool = _real_sets(stored.run.data.dataset)
     start = time.perf_counter()
     with tqdm(total=args.num_images, unit="img", desc=f"sample {args.name}", dynamic_ncols=True) as bar:
-        steps_per_image = args.steps or (schedule.timesteps if args.sampler == "ddpm" else 50)
+        steps_per_image = args.steps or default_steps(args.sampler, schedule)
         images = sample(stored.model, schedule, args.num_images, args.sampler, args.steps, args.eta, args.seed,
                         progress=lambda n: bar.update(n / steps_per_image))
     seconds = time.perf_counter() - start

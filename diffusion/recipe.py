@@ -41,7 +41,6 @@ def validate_run_config(run: RunConfig) -> RunConfig:
     """Check every part of a run before any work starts; errors name the bad value."""
     validate_denoiser_config(run.model)
     validate_train_config(run.train)
-    NoiseSchedule.from_config(run.diffusion)
     diffusion_loss(NoiseSchedule.from_config(run.diffusion), run.diffusion.loss_weighting)
     if run.data.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {run.data.dataset!r}; accepted: {', '.join(DATASETS)}")

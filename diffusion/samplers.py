@@ -185,7 +185,7 @@ def sample(
             n = min(batch_size, num_images - start)
             x_T = noise_like((n, *shape), generator, device)
             last = None
-            chain = step_fn(model, schedule, x_T, generator, steps=steps or _default_steps(sampler, schedule),
+            chain = step_fn(model, schedule, x_T, generator, steps=steps or default_steps(sampler, schedule),
                             eta=eta, clip=clip, precision=precision)
             for last in chain:
                 if progress is not None:
@@ -226,7 +226,7 @@ def denoising_paths(
     x = noise_like((num_paths, *_image_shape(model)), generator, device)
     options = {"eta": eta, "precision": precision} | ({"steps": steps} if steps is not None else {})
     chain = get_sampler(sampler)(model, schedule, x, generator, **options)
-    total = len(timestep_sequence(schedule.timesteps, steps or _default_steps(sampler, schedule)))
+    total = len(timestep_sequence(schedule.timesteps, steps or default_steps(sampler, schedule)))
     keep = set(np.round(np.linspace(0, total - 1, min(snapshots, total))).astype(int).tolist())
     inputs, predictions, levels = [], [], []
     was_training = model.training
@@ -243,7 +243,7 @@ def denoising_paths(
     return DenoisingPaths(torch.stack(inputs, 1), torch.stack(predictions, 1), levels, x.clamp(-1, 1))
 
 
-def _default_steps(sampler: str, schedule: NoiseSchedule) -> int:
+def default_steps(sampler: str, schedule: NoiseSchedule) -> int:
     """Steps a sampler takes when none are given: all T for DDPM, 50 (or T if fewer) for DDIM."""
     return schedule.timesteps if sampler == "ddpm" else min(50, schedule.timesteps)
 

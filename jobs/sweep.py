@@ -17,19 +17,19 @@ from typing import Any
 
 import pandas as pd
 import ray
+import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from diffusion.config import ClassifierRun, ConfigError, DataConfig, TrainConfig, VAERun, to_dict
 from diffusion.device import pick_device
-from diffusion.embeddings.training import train_embedder
+from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
 from diffusion.models import DENOISERS
 from diffusion.recipe import build_denoiser_run
 from diffusion.store import LabStore, LabStoreError
 from jobs.presets import Preset, load_preset, param_space, run_config
 from jobs.trainable import STATE_FILE, train_denoiser_trial
 
-EMBEDDER_RUNS = {"vae": VAERun, "classifier": ClassifierRun}
 ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
 # Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
 # driver killed in between restarts those trials from scratch on --resume. Every 2 s is cheap here.
@@ -164,7 +164,7 @@ def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str
     best = min(scored, key=lambda r: r["best_fd"])
     sections = {s: {k.split(".", 1)[1]: v for k, v in best.items() if k.startswith(f"{s}.")} for s in ("model", "diffusion", "train")}
     run = run_config(model, sections, preset.dataset)
-    job = build_denoiser_run(run, pick_device("cpu"), data=_one_image())
+    job = build_denoiser_run(run, pick_device("cpu"), data=torch.zeros(1, 1, 28, 28))  # weights only, no data
     checkpoint = tune.Checkpoint(best["checkpoint"])
     with checkpoint.as_directory() as directory, open(os.path.join(directory, STATE_FILE), "rb") as handle:
         job.trainer.load_state(handle.read())
@@ -175,12 +175,6 @@ def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str
         row["is_best"] = row is best
     print(f"[sweep] {model}: exported trial {best['trial_id']} (FD {best['best_fd']:.4g}) -> {store.uri(store.model_path(model))}", flush=True)
     return metrics
-
-
-def _one_image() -> Any:
-    import torch
-
-    return torch.zeros(1, 1, 28, 28)
 
 
 def write_tables(store: LabStore, models: list[str], rows: list[dict[str, Any]], histories: list[pd.DataFrame]) -> None:

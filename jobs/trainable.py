@@ -47,7 +47,8 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
     test = load_dataset(run.data, "test").images
     n = min(job_settings["fd_samples"], len(test))
     test_stats = embedder.stats(test[:n])
-    floor = fd_floor(embedder(torch.cat([load_dataset(run.data, "train").images[: 4 * n], test])), n, draws=3)
+    train_images = job.trainer.tensors[0][: 4 * n].cpu()  # the split build_denoiser_run already loaded
+    floor = fd_floor(embedder(torch.cat([train_images, test])), n, draws=3)
     every = max(1, job_settings["eval_every_images"] // run.train.batch_size)
     fail_at = int(os.environ.get(FAIL_ONCE_ENV, "0"))
 

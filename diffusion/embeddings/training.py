@@ -20,6 +20,8 @@ from diffusion.store import LabStore
 from diffusion.training import Callback, Trainer
 
 EmbedderRun = VAERun | ClassifierRun
+EMBEDDER_RUNS: dict[str, type[VAERun] | type[ClassifierRun]] = {"vae": VAERun, "classifier": ClassifierRun}
+"""Embedding model kind -> its run config (defaults: VAERun(), ClassifierRun())."""
 
 
 @dataclass
