@@ -13,43 +13,52 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import ray
 import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from diffusion.config import ClassifierRun, ConfigError, DataConfig, TrainConfig, VAERun, to_dict
+from diffusion.config import ConfigError
 from diffusion.device import pick_device
-from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
 from diffusion.models import DENOISERS
 from diffusion.recipe import build_denoiser_run
 from diffusion.store import LabStore, LabStoreError
+from jobs.embeddings import ensure_embeddings
 from jobs.presets import Preset, load_preset, param_space, run_config
+from jobs.ray_session import start_ray
 from jobs.trainable import STATE_FILE, train_denoiser_trial
 
 ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
 # Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
 # driver killed in between restarts those trials from scratch on --resume. Every 2 s is cheap here.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+# Trials report the loss often and the FD every few thousand images; ASHA skips the reports
+# without FD, but Tune's strict check would reject them as missing the scheduler's metric.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 CHECKPOINTS_KEPT = 4
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The sweep's flags."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.sweep", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sweep's flags (``jobs.pipeline`` takes the same)."""
     parser.add_argument("--preset", default="quick", help="smoke, quick, full, or a path to a preset .yaml")
     parser.add_argument("--models", nargs="+", default=None, help=f"a subset of: {', '.join(DENOISERS)}")
     parser.add_argument("--lab", default="./lab", help="lab store root: a path or a URI")
     parser.add_argument("--num-samples", type=int, default=None, help="trials per model (default: the preset's)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the preset's)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore)")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The sweep's flags."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.sweep", description=__doc__.split("\n")[0])
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
-def check_inputs(args: argparse.Namespace) -> tuple[Preset, list[str], LabStore]:
+def check_inputs(args: argparse.Namespace) -> SweepRequest:
     """Everything a sweep needs, checked before any trial starts."""
     preset = load_preset(args.preset)
     models = args.models or list(preset.models)
@@ -64,50 +73,32 @@ def check_inputs(args: argparse.Namespace) -> tuple[Preset, list[str], LabStore]
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
     store = LabStore(args.lab)
     store.write_json("tune/.reachable", {"checked": time.time()})  # fails now, not after training
-    return preset, models, store
+    return SweepRequest(preset, models, store, args.num_samples, args.max_concurrent, args.resume)
 
 
-def start_ray() -> None:
-    """Join the cluster in RAY_ADDRESS (set by ``ray job submit``), else start Ray in local mode."""
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
-    else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)
+@dataclass(frozen=True)
+class SweepRequest:
+    """What to sweep: the checked preset and models, the lab store and the flags' overrides."""
+
+    preset: Preset
+    models: list[str]
+    store: LabStore
+    num_samples: int | None = None
+    max_concurrent: int | None = None
+    resume: bool = False
 
 
-def ensure_embeddings(store: LabStore, preset: Preset) -> None:
-    """Train the VAE and the classifier (as Ray tasks) unless the lab store has them."""
-    pending = []
-    for kind, run_type in EMBEDDER_RUNS.items():
-        if kind in store.list_models(kind=kind):
-            print(f"[sweep] embedding {kind}: found in {store.root}", flush=True)
-            continue
-        defaults = to_dict(run_type().train) | dict(preset.embeddings.get(kind, {}) or {})
-        run = run_type(train=TrainConfig(**defaults), data=DataConfig(dataset=preset.dataset))
-        print(f"[sweep] embedding {kind}: training {run.train.steps} steps", flush=True)
-        pending.append(_train_embedding_task.remote(store.root, kind, run))
-    for metrics in ray.get(pending):
-        print(f"[sweep] embedding stored: {metrics}", flush=True)
-
-
-@ray.remote(num_cpus=1)
-def _train_embedding_task(root: str, kind: str, run: VAERun | ClassifierRun) -> dict[str, Any]:
-    metrics = train_embedder(LabStore(root), kind, run, pick_device("auto"))
-    return {"kind": kind, **{k: v for k, v in metrics.items() if k.startswith("test_")}}
-
-
-def sweep_model(store: LabStore, preset: Preset, model: str, args: argparse.Namespace) -> tune.ResultGrid:
+def sweep_model(request: SweepRequest, model: str) -> tune.ResultGrid:
     """Run (or resume) the Tune experiment of one model."""
-    settings = preset.sweep
+    store, preset, settings = request.store, request.preset, request.preset.sweep
+    num_samples = request.num_samples or settings.num_samples
     job = {"lab": store.root, "dataset": preset.dataset, "eval_every_images": settings.eval_every_images,
-           "fd_samples": settings.fd_samples, "fd_sampler_steps": settings.fd_sampler_steps}
+           "report_every_images": settings.report_every_images, "fd_samples": settings.fd_samples, "fd_sampler_steps": settings.fd_sampler_steps}
     resources = {k: v for k, v in settings.resources.items() if v}
     trainable = tune.with_resources(train_denoiser_trial, resources)
     name = f"sweep-{model}"
     path = store.uri("tune", name)
-    if args.resume and tune.Tuner.can_restore(path):
+    if request.resume and tune.Tuner.can_restore(path):
         print(f"[sweep] {model}: resuming {path}", flush=True)
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
     scheduler = ASHAScheduler(time_attr="images_seen", metric="fd", mode="min",
@@ -116,8 +107,8 @@ def sweep_model(store: LabStore, preset: Preset, model: str, args: argparse.Name
     tuner = tune.Tuner(
         trainable,
         param_space=param_space(preset, model) | {"_job": job},
-        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=args.num_samples or settings.num_samples,
-                                    max_concurrent_trials=args.max_concurrent or settings.max_concurrent),
+        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=request.max_concurrent or settings.max_concurrent),
         run_config=tune.RunConfig(
             name=name, storage_path=store.tune_storage(), verbose=1,
             # keep the newest few by recency: the experiment state that --resume reads may lag a
@@ -126,7 +117,7 @@ def sweep_model(store: LabStore, preset: Preset, model: str, args: argparse.Name
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         ),
     )
-    print(f"[sweep] {model}: {args.num_samples or settings.num_samples} trial(s) -> {path}", flush=True)
+    print(f"[sweep] {model}: {num_samples} trial(s) -> {path}", flush=True)
     return tuner.fit()
 
 
@@ -187,27 +178,34 @@ def write_tables(store: LabStore, models: list[str], rows: list[dict[str, Any]],
         store.write_table(name, fresh)
 
 
+def run_sweep(request: SweepRequest) -> pd.DataFrame:
+    """Embeddings first, then each model's Tune experiment; export the best trials, write the tables."""
+    start = time.perf_counter()
+    start_ray()
+    store = request.store
+    ensure_embeddings(store, request.preset.dataset, request.preset.embeddings, "sweep")
+    rows: list[dict[str, Any]] = []
+    histories: list[pd.DataFrame] = []
+    for model in request.models:
+        results = sweep_model(request, model)
+        model_rows, model_histories = trial_rows(model, results)
+        export_best(store, request.preset, model, model_rows)
+        rows += model_rows
+        histories += model_histories
+    write_tables(store, request.models, rows, histories)
+    print(f"[sweep] done in {time.perf_counter() - start:.0f} s: {len(rows)} trials, tables in {store.uri('tables')}", flush=True)
+    return pd.DataFrame(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 on success, 2 on bad input (before any trial)."""
     args = parse_args(argv)
     try:
-        preset, models, store = check_inputs(args)
+        request = check_inputs(args)
     except (ConfigError, LabStoreError, ValueError) as error:
         print(f"python -m jobs.sweep: error: {error}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    start_ray()
-    ensure_embeddings(store, preset)
-    rows: list[dict[str, Any]] = []
-    histories: list[pd.DataFrame] = []
-    for model in models:
-        results = sweep_model(store, preset, model, args)
-        model_rows, model_histories = trial_rows(model, results)
-        export_best(store, preset, model, model_rows)
-        rows += model_rows
-        histories += model_histories
-    write_tables(store, models, rows, histories)
-    print(f"[sweep] done in {time.perf_counter() - start:.0f} s: {len(rows)} trials, tables in {store.uri('tables')}", flush=True)
+    run_sweep(request)
     return 0
 
 

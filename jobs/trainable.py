@@ -1,9 +1,11 @@
 """The Ray Tune trial: the core's training loop, FD-scored and checkpointed at every report.
 
-Each report carries the mean training loss since the last one, the FD (VAE embedding) of a
-small DDIM sample against the held-out test set, its floor and ratio, and a checkpoint with
-the trainer's full resume state (torch.save, read back with weights_only=True). After a
-failure Tune restarts the trial from ``tune.get_checkpoint()``.
+A report every ``report_every_images`` carries the mean training loss since the last one and a
+checkpoint with the trainer's full resume state (torch.save, read back with
+weights_only=True); every ``eval_every_images`` (and at the end) it also carries the FD (VAE
+embedding) of a small DDIM sample against the held-out test set, with its floor and ratio.
+ASHA acts on the FD reports only. After a failure Tune restarts the trial from
+``tune.get_checkpoint()``.
 """
 
 from __future__ import annotations
@@ -49,17 +51,20 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
     test_stats = embedder.stats(test[:n])
     train_images = job.trainer.tensors[0][: 4 * n].cpu()  # the split build_denoiser_run already loaded
     floor = fd_floor(embedder(torch.cat([train_images, test])), n, draws=3)
-    every = max(1, job_settings["eval_every_images"] // run.train.batch_size)
+    every = max(1, job_settings["report_every_images"] // run.train.batch_size)
+    eval_every = job_settings["eval_every_images"]
     fail_at = int(os.environ.get(FAIL_ONCE_ENV, "0"))
 
     def report(trainer: Trainer, progress: TrainProgress) -> None:
         if fail_at and progress.step >= fail_at and checkpoint is None:
             raise RuntimeError(f"injected failure at step {progress.step} ({FAIL_ONCE_ENV})")
-        images = sample(trainer.ema.model, job.schedule, n, "ddim", job_settings["fd_sampler_steps"], seed=0)
-        fd = frechet_distance(embedder.stats(images), test_stats).fd
         metrics = {"step": progress.step, "images_seen": progress.images_seen, "loss": progress.loss,
-                   "fd": fd, "fd_floor": floor.mean, "fd_ratio": floor.ratio(fd), "lr": progress.lr,
-                   "images_per_s": progress.images_per_s, "resumed": checkpoint is not None}
+                   "lr": progress.lr, "images_per_s": progress.images_per_s, "resumed": checkpoint is not None}
+        previous_images = progress.images_seen - every * run.train.batch_size
+        if progress.step == run.train.steps or progress.images_seen // eval_every > previous_images // eval_every:
+            images = sample(trainer.ema.model, job.schedule, n, "ddim", job_settings["fd_sampler_steps"], seed=0)
+            fd = frechet_distance(embedder.stats(images), test_stats).fd
+            metrics |= {"fd": fd, "fd_floor": floor.mean, "fd_ratio": floor.ratio(fd)}
         with tempfile.TemporaryDirectory() as directory:
             with open(os.path.join(directory, STATE_FILE), "wb") as handle:
                 handle.write(trainer.save_state())
