@@ -129,6 +129,25 @@ def load_dataset(config: DataConfig, split: str) -> Digits:
     return DATASETS[config.dataset](split, config)
 
 
+@dataclass(frozen=True)
+class RealSets:
+    """The real digits a model is scored against: train, held-out test, and both (the floor's pool)."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+
+    @property
+    def pool(self) -> torch.Tensor:
+        """Every real digit available: what floors draw from."""
+        return torch.cat([self.train, self.test])
+
+
+def load_real_sets(dataset: str) -> RealSets:
+    """The train and test images of ``dataset``."""
+    data = DataConfig(dataset=dataset)
+    return RealSets(load_dataset(data, "train").images, load_dataset(data, "test").images)
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")

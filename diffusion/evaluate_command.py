@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from diffusion.config import DataConfig, replace
-from diffusion.data import load_dataset, load_sklearn_digits
+from diffusion.data import load_real_sets, load_sklearn_digits
 from diffusion.embeddings.loading import load_embedder
 from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
@@ -44,17 +44,11 @@ def train_embedding_command(store: LabStore, args: argparse.Namespace, device: t
     return 0
 
 
-def _real_sets(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    data = DataConfig(dataset=dataset)
-    train, test = load_dataset(data, "train").images, load_dataset(data, "test").images
-    return train, test, torch.cat([train, test])
-
-
 def score_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
     """Sample a stored denoiser and print FD (with floor and ratio) and KID in each embedding."""
     stored = store.load_denoiser(args.name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
-    _train, test, pool = _real_sets(stored.run.data.dataset)
+    real = load_real_sets(stored.run.data.dataset)
     start = time.perf_counter()
     with tqdm(total=args.num_images, unit="img", desc=f"sample {args.name}", dynamic_ncols=True) as bar:
         steps_per_image = args.steps or default_steps(args.sampler, schedule)
@@ -63,7 +57,7 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
     seconds = time.perf_counter() - start
     rows = []
     for name in args.embeddings:
-        score = score_images(images, test, pool, load_embedder(name, store, device), seed=args.seed)
+        score = score_images(images, real.test, real.pool, load_embedder(name, store, device), seed=args.seed)
         rows.append({**score.as_row(), "sampler": args.sampler, "steps": args.steps, "seconds_per_image": seconds / len(images)})
     table = pd.DataFrame(rows)
     print(table[["embedding", "n", "fd", "floor_mean", "floor_std", "ratio", "kid_mean"]].to_string(index=False))
@@ -74,10 +68,10 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
 
 def robustness_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
     """Compute the corruption-robustness curves of every embedding and store them as two tables."""
-    train, test, _pool = _real_sets(args.dataset)
+    real = load_real_sets(args.dataset)
     embedders = [load_embedder(name, store, device) for name in args.embeddings]
     start = time.perf_counter()
-    curve = robustness_curve(test, train, embedders, load_sklearn_digits().images, n=args.n, seeds=range(args.seeds))
+    curve = robustness_curve(real.test, real.train, embedders, load_sklearn_digits().images, n=args.n, seeds=range(args.seeds))
     summary = robustness_summary(curve)
     store.write_table("robustness", curve)
     store.write_table("robustness_summary", summary)

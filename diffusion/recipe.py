@@ -22,6 +22,8 @@ from diffusion.schedules import NoiseSchedule
 from diffusion.store import LabStore
 from diffusion.training import Trainer, validate_train_config
 
+PATHS_FILE = "paths.safetensors"
+
 
 @dataclass
 class DenoiserRun:
@@ -66,13 +68,15 @@ def render_pictures(
     sampler: str = "ddim",
     steps: int | None = 50,
     seed: int = 0,
+    eta: float = 0.0,
 ) -> dict[str, str]:
-    """Write the model's 50-image grid, 5 denoising paths (PNG) and their animation (GIF)."""
+    """Write the model's 50-image grid, 5 denoising paths (PNG, and safetensors for a step slider) and their GIF."""
     get_sampler(sampler)
-    images = sample(model, schedule, 50, sampler=sampler, steps=steps, seed=seed)
-    paths = denoising_paths(model, schedule, num_paths=5, snapshots=10, sampler=sampler, steps=steps, seed=seed + 1)
+    images = sample(model, schedule, 50, sampler=sampler, steps=steps, eta=eta, seed=seed)
+    paths = denoising_paths(model, schedule, num_paths=5, snapshots=10, sampler=sampler, steps=steps, eta=eta, seed=seed + 1)
     return {
-        "grid": store.write_model_image(name, "grid.png", grid_png(images)),
-        "paths": store.write_model_image(name, "paths.png", paths_png(paths)),
-        "paths_animation": store.write_model_image(name, "paths.gif", path_gif(paths)),
+        "grid": store.write_model_file(name, "grid.png", grid_png(images)),
+        "paths": store.write_model_file(name, "paths.png", paths_png(paths)),
+        "paths_animation": store.write_model_file(name, "paths.gif", path_gif(paths)),
+        "paths_data": store.write_model_file(name, PATHS_FILE, paths.to_bytes()),
     }

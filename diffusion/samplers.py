@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -30,6 +31,37 @@ class SamplerStep:
     t_prev: int
     x: torch.Tensor  # (B, C, H, W), the sample at level t_prev
     x0: torch.Tensor  # (B, C, H, W), the x_0 predicted at level t
+
+
+class StackedNoise:
+    """Noise for a batch stacked from several requests: each block of rows drawn from its own generator.
+
+    Sampling several requests as one batch then gives each request the images it would get
+    alone with its own seed (up to the network's batch-size-dependent rounding).
+    """
+
+    def __init__(self, generators: list[torch.Generator], counts: list[int]) -> None:
+        if len(generators) != len(counts) or min(counts, default=0) < 1:
+            raise ConfigError(f"one generator per request and a positive count each, got {len(generators)} and {counts}")
+        self.generators, self.counts = generators, counts
+
+    def randn(self, shape: tuple[int, ...] | torch.Size, device: torch.device) -> torch.Tensor:
+        """N(0, I) of ``shape``, whose first dimension is the sum of the counts."""
+        if shape[0] != sum(self.counts):
+            raise ConfigError(f"noise for {shape[0]} rows requested from requests of {self.counts}")
+        return torch.cat([torch.randn((n, *shape[1:]), generator=g, device=device)
+                          for g, n in zip(self.generators, self.counts)])
+
+
+Noise = torch.Generator | StackedNoise
+"""Where a sampler's random draws come from: one generator, or one per stacked request."""
+
+
+def draw_noise(shape: tuple[int, ...] | torch.Size, noise: Noise, device: torch.device) -> torch.Tensor:
+    """N(0, I) of ``shape`` from ``noise``."""
+    if isinstance(noise, StackedNoise):
+        return noise.randn(shape, device)
+    return torch.randn(shape, generator=noise, device=device)
 
 
 def timestep_sequence(timesteps: int, steps: int) -> list[int]:
@@ -71,7 +103,7 @@ def ddpm(
     model: nn.Module,
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
-    generator: torch.Generator,
+    generator: Noise,
     steps: int | None = None,
     eta: float = 1.0,
     variance: str = "beta_tilde",
@@ -97,8 +129,7 @@ def ddpm(
         x0, _eps = _predict(model, schedule, x, t_batch, precision, clip)
         x = coef_x0 * x0 + coef_xt * x
         if t_prev >= 0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device)
-            x = x + float(np.sqrt(sigma2)) * noise
+            x = x + float(np.sqrt(sigma2)) * draw_noise(x.shape, generator, x.device)
         yield SamplerStep(index, t, t_prev, x, x0)
 
 
@@ -107,7 +138,7 @@ def ddim(
     model: nn.Module,
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
-    generator: torch.Generator,
+    generator: Noise,
     steps: int | None = 50,
     eta: float = 0.0,
     variance: str = "beta_tilde",
@@ -130,8 +161,7 @@ def ddim(
         x0, eps = _predict(model, schedule, x, t_batch, precision, clip)
         x = float(np.sqrt(ab_prev)) * x0 + direction * eps
         if sigma > 0 and t_prev >= 0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device)
-            x = x + float(sigma) * noise
+            x = x + float(sigma) * draw_noise(x.shape, generator, x.device)
         yield SamplerStep(index, t, t_prev, x, x0)
 
 
@@ -145,11 +175,6 @@ def get_sampler(name: str) -> Sampler:
     if name not in SAMPLERS:
         raise ConfigError(f"unknown sampler {name!r}; accepted: {', '.join(SAMPLERS)}")
     return SAMPLERS[name]
-
-
-def noise_like(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """x_T ~ N(0, I) drawn from ``generator`` on ``device``."""
-    return torch.randn(shape, generator=generator, device=device)
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -183,7 +208,7 @@ def sample(
     try:
         for start in range(0, num_images, batch_size):
             n = min(batch_size, num_images - start)
-            x_T = noise_like((n, *shape), generator, device)
+            x_T = draw_noise((n, *shape), generator, device)
             last = None
             chain = step_fn(model, schedule, x_T, generator, steps=steps or default_steps(sampler, schedule),
                             eta=eta, clip=clip, precision=precision)
@@ -197,6 +222,40 @@ def sample(
     return torch.cat(chunks)
 
 
+def sample_stacked(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    requests: list[tuple[int, int]],
+    sampler: str = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    precision: str = "auto",
+) -> list[torch.Tensor]:
+    """Several (num_images, seed) requests in one sampling loop: one forward pass per step for all.
+
+    Request i gets what ``sample(model, schedule, n_i, sampler, steps, eta, seed_i)`` returns
+    (for n_i up to that function's batch size), because its rows draw from its own generator.
+    """
+    if not requests:
+        return []
+    device = next(model.parameters()).device
+    counts = [n for n, _seed in requests]
+    noise = StackedNoise([make_generator(seed, device) for _n, seed in requests], counts)
+    x_T = noise.randn((sum(counts), *_image_shape(model)), device)
+    step_fn = get_sampler(sampler)
+    was_training = model.training
+    model.eval()
+    try:
+        last = None
+        for last in step_fn(model, schedule, x_T, noise, steps=steps or default_steps(sampler, schedule),
+                            eta=eta, precision=precision):
+            pass
+    finally:
+        model.train(was_training)
+    assert last is not None
+    return list(last.x.clamp(-1.0, 1.0).split(counts))
+
+
 @dataclass(frozen=True)
 class DenoisingPaths:
     """Snapshots of ``num_paths`` chains: the input x_t of a step and the x_0 predicted there."""
@@ -205,6 +264,21 @@ class DenoisingPaths:
     x0: torch.Tensor  # (P, S, C, H, W)
     levels: list[int]  # the S levels t of the snapshots, from T-1 down
     final: torch.Tensor  # (P, C, H, W), the finished samples
+
+    def to_bytes(self) -> bytes:
+        """The paths as safetensors (no pickle), for the lab store and the dashboard's slider."""
+        tensors = {"x_t": self.x_t, "x0": self.x0, "final": self.final, "levels": torch.tensor(self.levels, dtype=torch.int64)}
+        return safetensors.torch.save({k: v.detach().to("cpu", torch.float32 if k != "levels" else torch.int64).contiguous()
+                                       for k, v in tensors.items()})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DenoisingPaths:
+        """Read what ``to_bytes`` wrote; ConfigError if a tensor is missing."""
+        tensors = safetensors.torch.load(data)
+        missing = sorted({"x_t", "x0", "final", "levels"} - set(tensors))
+        if missing:
+            raise ConfigError(f"denoising paths file lacks {missing}")
+        return cls(tensors["x_t"], tensors["x0"], [int(t) for t in tensors["levels"].tolist()], tensors["final"])
 
 
 def denoising_paths(
@@ -223,7 +297,7 @@ def denoising_paths(
         raise ConfigError(f"num_paths and snapshots must be positive, got {num_paths} and {snapshots}")
     device = next(model.parameters()).device
     generator = make_generator(seed, device)
-    x = noise_like((num_paths, *_image_shape(model)), generator, device)
+    x = draw_noise((num_paths, *_image_shape(model)), generator, device)
     options = {"eta": eta, "precision": precision} | ({"steps": steps} if steps is not None else {})
     chain = get_sampler(sampler)(model, schedule, x, generator, **options)
     total = len(timestep_sequence(schedule.timesteps, steps or default_steps(sampler, schedule)))

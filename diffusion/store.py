@@ -204,9 +204,9 @@ class LabStore:
         return self.load_model(name, device, "denoiser")
 
     # ---- images, tables, run state --------------------------------------------------------
-    def write_model_image(self, name: str, filename: str, data: bytes) -> str:
-        """Store a PNG or GIF beside a model; returns its relative path."""
-        check_name(filename, "image file name")
+    def write_model_file(self, name: str, filename: str, data: bytes) -> str:
+        """Store a file (PNG, GIF, denoising paths) beside a model; returns its relative path."""
+        check_name(filename, "model file name")
         relpath = self.model_path(name, filename)
         self.write_bytes(relpath, data)
         return relpath

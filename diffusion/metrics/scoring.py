@@ -35,6 +35,13 @@ class Score:
         return asdict(self)
 
 
+def real_floor(real_pool: torch.Tensor, embedder: Embedder, n: int, draws: int = 5, seed: int = 0) -> Floor:
+    """The floor at N = ``n`` in ``embedder``'s space, from a seeded draw of 4n images of the real pool."""
+    generator = torch.Generator().manual_seed(seed)
+    pool = real_pool[torch.randperm(len(real_pool), generator=generator)[: 4 * n]]
+    return fd_floor(embedder(pool), n, draws=draws, seed=seed)
+
+
 def score_images(
     images: torch.Tensor,
     real_test: torch.Tensor,
@@ -53,9 +60,7 @@ def score_images(
     n = min(len(images), len(real_test))
     fd = frechet_distance(embedder.stats(images[:n]), embedder.stats(real_test[:n]))
     if floor is None or floor.n != n:
-        generator = torch.Generator().manual_seed(seed)
-        pool = real_pool[torch.randperm(len(real_pool), generator=generator)[: 4 * n]]
-        floor = fd_floor(embedder(pool), n, draws=floor_draws, seed=seed)
+        floor = real_floor(real_pool, embedder, n, floor_draws, seed)
     m = min(n, KID_SUBSET)
     kid = kernel_distance(embedder(images[:m]), embedder(real_test[:m]), subsets=10, subset_size=max(2, m // 2), seed=seed)
     return Score(embedder.name, n, fd.fd, fd.mean_term, fd.trace_term, floor.mean, floor.std,

@@ -67,5 +67,5 @@ def build_denoiser(config: DenoiserConfig) -> nn.Module:
 
 
 def parameter_count(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of parameters (frozen ones too: an EMA copy has requires_grad off but the same size)."""
+    return sum(p.numel() for p in model.parameters())
