@@ -18,8 +18,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed  ## create or reuse the virtual environment
 
-run: setup  ## the main job: train the main denoiser on the embedded MNIST subset, write its grid
-	$(PY) -m diffusion train --model unet --steps 1800 --lr 2e-3 --warmup-steps 100 --lab $(LAB) --name main
+run: setup  ## the main job: sweep the five denoisers on the embedded MNIST subset, evaluate them, print the leaderboard
+	$(PY) -m jobs.pipeline --preset quick --lab $(LAB)
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest

@@ -17,8 +17,12 @@ from ray import tune
 
 from diffusion.config import ConfigError, DataConfig, DiffusionConfig, RunConfig, TrainConfig, from_dict, to_dict
 from diffusion.data import DATASETS
+from diffusion.embeddings import check_embedding
+from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
+from diffusion.metrics.robustness import DEFAULT_SEVERITIES
 from diffusion.models import DENOISERS, denoiser_config
 from diffusion.recipe import validate_run_config
+from diffusion.samplers import get_sampler
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 SECTIONS: dict[str, type] = {"model": object, "diffusion": DiffusionConfig, "train": TrainConfig}
@@ -41,9 +45,44 @@ class SweepSettings:
     eval_every_images: int = 25600
     fd_samples: int = 300
     fd_sampler_steps: int = 20
+    report_every_images: int = 3200
     grace_images: int = 25600
     reduction_factor: int = 2
     max_failures: int = 2
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    """One way of sampling a model for evaluation; ``steps: null`` means the sampler's default (all T for DDPM)."""
+
+    sampler: str = "ddim"
+    steps: int | None = None
+    eta: float = 0.0
+    num_images: int | None = None  # null: the evaluate section's num_images
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """The corruption-robustness curves of the evaluation embeddings (real images only)."""
+
+    n: int = 1000
+    seeds: int = 3
+    severities: tuple[float, ...] = DEFAULT_SEVERITIES
+    corruptions: tuple[str, ...] = tuple(CORRUPTIONS)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """How every exported model is evaluated (the ``evaluate`` section of a preset)."""
+
+    num_images: int = 1000
+    samplers: tuple[SamplerSetting, ...] = (SamplerSetting("ddim", 20), SamplerSetting("ddim", 50))
+    embeddings: tuple[str, ...] = ("vae", "classifier", "pixels")
+    pictures: SamplerSetting = SamplerSetting("ddim", 50)
+    robustness: RobustnessSettings | None = RobustnessSettings()
+    floor_draws: int = 5
+    resources: dict[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,6 +94,7 @@ class Preset:
     embeddings: dict[str, dict[str, Any]]
     sweep: SweepSettings
     models: dict[str, dict[str, dict[str, Any]]]
+    evaluate: EvaluateSettings = EvaluateSettings()
 
 
 def preset_path(name_or_path: str) -> Path:
@@ -77,7 +117,7 @@ def load_preset(name_or_path: str) -> Preset:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"preset {path}: not valid YAML ({error})") from error
-    _only(raw, {"dataset", "embeddings", "sweep", "models"}, f"preset {path.name}")
+    _only(raw, {"dataset", "embeddings", "sweep", "models", "evaluate"}, f"preset {path.name}")
     dataset = raw.get("dataset", "mnist-embedded")
     if dataset not in DATASETS:
         raise ConfigError(f"preset {path.name}: unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
@@ -85,14 +125,79 @@ def load_preset(name_or_path: str) -> Preset:
     _only(embeddings, {"vae", "classifier"}, f"preset {path.name}: embeddings")
     for kind, overrides in embeddings.items():
         _only(overrides or {}, {f.name for f in dataclasses.fields(TrainConfig)}, f"preset {path.name}: embeddings.{kind}")
-    sweep = from_dict(SweepSettings, raw.get("sweep", {}) or {}, f"preset {path.name}: sweep")
+    sweep = check_sweep_settings(from_dict(SweepSettings, raw.get("sweep", {}) or {}, f"preset {path.name}: sweep"),
+                                 f"preset {path.name}: sweep")
+    evaluate = check_evaluate_settings(from_dict(EvaluateSettings, raw.get("evaluate", {}) or {},
+                                                 f"preset {path.name}: evaluate"), f"preset {path.name}: evaluate")
     models = raw.get("models", {}) or {}
     _only(models, set(DENOISERS), f"preset {path.name}: models")
     for model, sections in models.items():
         _only(sections or {}, set(SECTIONS), f"preset {path.name}: models.{model}")
         for point in _check_points(sections or {}):  # every choice, and each range's low end, must build a run
-            run_config(model, point, dataset, sample=_first_point)
-    return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()})
+            run_config(model, point, dataset, sample=first_point)
+    return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()}, evaluate)
+
+
+def _positive(value: float | None, where: str, minimum: float = 1) -> None:
+    if value is not None and value < minimum:
+        raise ConfigError(f"{where} must be at least {minimum}, got {value}")
+
+
+def _resources(resources: dict[str, float], where: str) -> None:
+    _only(resources, {"cpu", "gpu"}, f"{where}.resources")
+    for key, value in resources.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where}.resources.{key}: expected a number >= 0, got {value!r}")
+
+
+def check_sweep_settings(settings: SweepSettings, where: str) -> SweepSettings:
+    """Counts and intervals positive, resources known."""
+    for key in ("num_samples", "max_concurrent", "eval_every_images", "fd_samples", "fd_sampler_steps",
+                "report_every_images", "grace_images"):
+        _positive(getattr(settings, key), f"{where}.{key}", 2 if key == "fd_samples" else 1)
+    _positive(settings.reduction_factor, f"{where}.reduction_factor", 2)
+    _positive(settings.max_failures, f"{where}.max_failures", 0)
+    _resources(settings.resources, where)
+    return settings
+
+
+def check_evaluate_settings(settings: EvaluateSettings, where: str) -> EvaluateSettings:
+    """Samplers, embeddings, corruptions and severities that exist; sizes an FD can use."""
+    _positive(settings.num_images, f"{where}.num_images", 2)
+    _positive(settings.floor_draws, f"{where}.floor_draws", 2)
+    if not settings.samplers:
+        raise ConfigError(f"{where}.samplers: give at least one sampler setting")
+    for i, setting in enumerate((*settings.samplers, settings.pictures)):
+        at = f"{where}.samplers[{i}]" if i < len(settings.samplers) else f"{where}.pictures"
+        try:
+            get_sampler(setting.sampler)
+        except ConfigError as error:
+            raise ConfigError(f"{at}: {error}") from error
+        _positive(setting.steps, f"{at}.steps")
+        _positive(setting.num_images, f"{at}.num_images", 2)
+        if not 0.0 <= setting.eta <= 1.0:
+            raise ConfigError(f"{at}.eta must be between 0 and 1, got {setting.eta}")
+    for embedding in settings.embeddings:
+        try:
+            check_embedding(embedding)
+        except ConfigError as error:
+            raise ConfigError(f"{where}.embeddings: {error}") from error
+    if "vae" not in settings.embeddings:
+        raise ConfigError(f"{where}.embeddings must include 'vae' (the leaderboard's metric), got {list(settings.embeddings)}")
+    if settings.robustness is not None:
+        curves = settings.robustness
+        _positive(curves.n, f"{where}.robustness.n", 2)
+        _positive(curves.seeds, f"{where}.robustness.seeds", 2)
+        for corruption in curves.corruptions:
+            try:
+                get_corruption(corruption)
+            except ConfigError as error:
+                raise ConfigError(f"{where}.robustness.corruptions: {error}") from error
+        if 0.0 not in curves.severities or any(not 0.0 <= s <= 1.0 for s in curves.severities):
+            raise ConfigError(f"{where}.robustness.severities must lie in [0, 1] and include 0 (the floor), "
+                              f"got {list(curves.severities)}")
+    _resources(settings.resources, where)
+    return settings
 
 
 def _only(mapping: Any, accepted: set[str], where: str) -> None:
@@ -109,7 +214,7 @@ def _space_kind(value: Any) -> str | None:
     return None
 
 
-def _first_point(value: Any, where: str) -> Any:
+def first_point(value: Any, where: str) -> Any:
     """A representative point of a space (to validate it), or the constant itself."""
     kind = _space_kind(value)
     if kind is None:
@@ -143,7 +248,7 @@ def _check_points(sections: dict[str, dict[str, Any]]) -> list[dict[str, dict[st
 
 def tune_space(value: Any, where: str) -> Any:
     """The Tune search space for a preset value (constants stay constants)."""
-    _first_point(value, where)
+    first_point(value, where)
     kind = _space_kind(value)
     return value if kind is None else SPACES[kind](value[kind])
 

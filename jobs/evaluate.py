@@ -1,0 +1,196 @@
+"""``python -m jobs.evaluate``: score every exported denoiser and draw the metric-robustness curves.
+
+For each model (in parallel, one Ray task each): the 50-image grid, 5 denoising paths (PNG,
+GIF and the raw snapshots), and for every sampler setting of the preset the sampling time per
+image and the FD in each embedding next to the real-vs-real floor at the same N. One more task
+computes the corruption-robustness curves. Results go to the lab store's ``scores``,
+``robustness`` and ``robustness_summary`` tables; each model's card gets its best FD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import ray
+import torch
+
+from diffusion.checkpoint import CheckpointError
+from diffusion.config import ConfigError
+from diffusion.device import pick_device
+from diffusion.leaderboard import format_leaderboard, leaderboard
+from diffusion.samplers import get_sampler, timestep_sequence
+from diffusion.store import LabStore, LabStoreError
+from jobs.embeddings import ensure_embeddings
+from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
+from jobs.presets import EvaluateSettings, Preset, load_preset
+from jobs.ray_session import start_ray
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """What to evaluate: the checked preset, the models (None: every exported denoiser) and the lab store."""
+
+    preset: Preset
+    models: list[str] | None
+    store: LabStore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags ``jobs.evaluate`` shares with ``jobs.pipeline``."""
+    parser.add_argument("--preset", default="quick", help="smoke, quick, full, or a path to a preset .yaml")
+    parser.add_argument("--lab", default="./lab", help="lab store root: a path or a URI")
+    parser.add_argument("--models", nargs="+", default=None, help="exported denoisers to evaluate (default: all)")
+
+
+def check_models(store: LabStore, settings: EvaluateSettings, models: list[str]) -> None:
+    """Each model is an exported denoiser whose schedule admits every sampler setting's step count."""
+    exported = store.list_models(kind="denoiser")
+    missing = [m for m in models if m not in exported]
+    if missing:
+        raise ConfigError(f"no exported denoiser named {missing} in {store.root}; it has {exported or 'none'} "
+                          f"(python -m jobs.sweep exports them)")
+    for model in models:
+        check_steps(settings, model, int(store.read_card(model).config["diffusion"]["timesteps"]))
+
+
+def check_steps(settings: EvaluateSettings, model: str, timesteps: int) -> None:
+    """Every sampler setting's step count fits a schedule of ``timesteps`` levels."""
+    for setting in (*settings.samplers, settings.pictures):
+        get_sampler(setting.sampler)
+        if setting.steps is not None:
+            try:
+                timestep_sequence(timesteps, setting.steps)
+            except ConfigError as error:
+                raise ConfigError(f"evaluate: model {model!r}, sampler {setting.sampler}: {error}") from error
+
+
+def evaluation_models(request: EvaluateRequest) -> list[str]:
+    """The models to evaluate, checked; ConfigError if there are none."""
+    models = request.models if request.models is not None else request.store.list_models(kind="denoiser")
+    if not models:
+        raise ConfigError(f"no exported denoisers in {request.store.root}; run python -m jobs.sweep first")
+    check_models(request.store, request.preset.evaluate, models)
+    return models
+
+
+def _task_options(settings: EvaluateSettings) -> dict[str, float]:
+    return {"num_cpus": settings.resources.get("cpu", 1), "num_gpus": settings.resources.get("gpu", 0)}
+
+
+@ray.remote
+def _floors_task(root: str, dataset: str, settings: EvaluateSettings) -> Floors:
+    return compute_floors(LabStore(root), dataset, settings, pick_device("auto"))
+
+
+@ray.remote
+def _model_task(root: str, name: str, settings: EvaluateSettings, floors: Floors) -> list[dict[str, Any]]:
+    torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
+    return evaluate_model(LabStore(root), name, settings, floors, pick_device("auto"))
+
+
+@ray.remote
+def _robustness_task(root: str, dataset: str, settings: EvaluateSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
+    return robustness_tables(LabStore(root), dataset, settings, pick_device("auto"))
+
+
+def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
+    """Evaluate the models as parallel Ray tasks; write the tables; return the scores. Raises if a model failed."""
+    start = time.perf_counter()
+    models = evaluation_models(request)
+    store, preset, settings = request.store, request.preset, request.preset.evaluate
+    start_ray()
+    ensure_embeddings(store, preset.dataset, preset.embeddings, "evaluate")
+    options = _task_options(settings)
+    datasets = {m: store.read_card(m).config["data"]["dataset"] for m in models}
+    floors = {d: _floors_task.options(**options).remote(store.root, d, settings) for d in sorted(set(datasets.values()))}
+    pending = {_model_task.options(**options).remote(store.root, m, settings, floors[datasets[m]]): m for m in models}
+    if settings.robustness is not None:
+        pending[_robustness_task.options(**options).remote(store.root, preset.dataset, settings)] = "robustness"
+    samplers = ", ".join(f"{s.sampler}-{s.steps or 'T'}" for s in settings.samplers)
+    print(f"[evaluate] {len(models)} model(s): {', '.join(models)}; samplers {samplers}", flush=True)
+    rows: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
+    while pending:
+        [ready], _ = ray.wait(list(pending), num_returns=1)
+        name = pending.pop(ready)
+        try:
+            result = ray.get(ready)
+        except ray.exceptions.RayError as error:  # a task that raised, or whose worker died
+            failures[name] = str(error).strip().splitlines()[-1]
+            print(f"[evaluate] {name}: FAILED: {failures[name]}", flush=True)
+            continue
+        if name == "robustness":
+            curve, summary = result
+            store.write_table("robustness", curve)
+            store.write_table("robustness_summary", summary)
+            print(f"[evaluate] robustness: {len(curve)} curve points -> {store.uri('tables', 'robustness.parquet')}", flush=True)
+        else:
+            rows += result
+            best = min((r for r in result if r["embedding"] == "vae"), key=lambda r: r["ratio"])
+            store.update_metrics(name, {"fd_vae": best["fd"], "fd_floor_vae": best["floor_mean"],
+                                        "fd_ratio_vae": best["ratio"], "fd_sampler": f"{best['sampler']}-{best['steps']}"})
+            print(f"[evaluate] {name}: FD(vae) {best['fd']:.4g} = {best['ratio']:.3g}x floor "
+                  f"({best['sampler']}-{best['steps']}, {best['seconds_per_image'] * 1000:.1f} ms/image)", flush=True)
+    scores = pd.DataFrame(rows)
+    if not scores.empty:
+        merge_scores(store, scores)
+    print(f"[evaluate] done in {time.perf_counter() - start:.0f} s; tables in {store.uri('tables')}", flush=True)
+    if failures:
+        raise EvaluationFailed(failures)
+    return scores
+
+
+class EvaluationFailed(RuntimeError):
+    """Some models (or the robustness curves) could not be evaluated; the others were written."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {reason}" for name, reason in failures.items()))
+        self.failures = failures
+
+
+def merge_scores(store: LabStore, scores: pd.DataFrame) -> None:
+    """Replace these models' rows of the ``scores`` table, keeping the other models' rows."""
+    if "scores" in store.list_tables():
+        old = store.read_table("scores")
+        scores = pd.concat([old[~old.model.isin(scores.model.unique())], scores], ignore_index=True)
+    store.write_table("scores", scores)
+
+
+def print_leaderboard(store: LabStore) -> pd.DataFrame:
+    """Print (and return) the leaderboard of every model scored in the lab store."""
+    board = leaderboard(store.read_table("scores")) if "scores" in store.list_tables() else leaderboard(pd.DataFrame(columns=["embedding"]))
+    print("[leaderboard] FD in the VAE embedding at the largest N, best sampler setting per model, ranked by FD / floor", flush=True)
+    print(format_leaderboard(board), flush=True)
+    return board
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 on success, 1 if some model failed, 2 on bad input (before any work)."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        request = EvaluateRequest(load_preset(args.preset), args.models, LabStore(args.lab))
+        evaluation_models(request)
+    except (ConfigError, LabStoreError, CheckpointError, ValueError) as error:
+        print(f"python -m jobs.evaluate: error: {error}", file=sys.stderr)
+        return 2
+    status = 0
+    try:
+        run_evaluation(request)
+    except EvaluationFailed as error:
+        print(f"python -m jobs.evaluate: error: {error}", file=sys.stderr)
+        status = 1
+    print_leaderboard(request.store)  # of every model scored, also when some failed
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

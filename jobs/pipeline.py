@@ -1,0 +1,56 @@
+"""``python -m jobs.pipeline``: sweep, then evaluate, as one job, ending with the leaderboard.
+
+The README's main job: ``python -m jobs.pipeline --preset quick`` runs in Ray's local mode on
+one machine; under ``ray job submit`` it joins the cluster it was submitted to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from diffusion.checkpoint import CheckpointError
+from diffusion.config import ConfigError
+from diffusion.store import LabStoreError
+from jobs import evaluate, sweep
+from jobs.presets import first_point, run_config
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The sweep's flags (the evaluation uses the same preset, lab and models)."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.pipeline", description=__doc__.split("\n")[0])
+    sweep.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 on success, 1 if a model could not be evaluated, 2 on bad input (before any work)."""
+    args = parse_args(argv)
+    try:
+        request = sweep.check_inputs(args)
+        for model in request.models:  # the models are exported only later: check against the preset's configs
+            run = run_config(model, request.preset.models[model], request.preset.dataset, sample=first_point)
+            evaluate.check_steps(request.preset.evaluate, model, run.diffusion.timesteps)
+    except (ConfigError, LabStoreError, CheckpointError, ValueError) as error:
+        print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    print(f"[pipeline] stage 1/2: sweep ({request.preset.name} preset, models {', '.join(request.models)})", flush=True)
+    sweep.run_sweep(request)
+    print(f"[pipeline] stage 2/2: evaluate ({time.perf_counter() - start:.0f} s so far)", flush=True)
+    exported = [m for m in request.models if m in request.store.list_models(kind="denoiser")]
+    status = 0
+    try:
+        evaluate.run_evaluation(evaluate.EvaluateRequest(request.preset, exported, request.store))
+    except (ConfigError, evaluate.EvaluationFailed) as error:
+        print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)
+        status = 1
+    evaluate.print_leaderboard(request.store)
+    print(f"[pipeline] done in {time.perf_counter() - start:.0f} s; lab store {request.store.root}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
