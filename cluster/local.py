@@ -1,0 +1,160 @@
+"""``python -m cluster.local up | down | status``: a single-node Ray head on this machine, token auth on.
+
+The dashboard and the job API listen on 127.0.0.1 only. Every request to them, and every
+process joining the cluster, must present the token in ``--token-file`` (Ray's default
+``~/.ray/auth_token``, created with mode 0600 if missing). Jobs submitted to this head run with
+the Python interpreter that started it, so the project's virtual environment is theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+HOST = "127.0.0.1"
+DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token").expanduser()
+RUNTIME_ENV = Path(__file__).resolve().parent / "runtime_env.yaml"
+
+
+def ray_cli() -> str:
+    """The ``ray`` executable beside this interpreter (a virtual environment need not be on PATH)."""
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def ensure_token(path: Path) -> str:
+    """The token in ``path``, generated (64 hex digits, file mode 0600) if the file does not exist."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    token = path.read_text().strip()
+    if not token:
+        raise SystemExit(f"python -m cluster.local: error: token file {path} is empty; delete it to generate a new one")
+    return token
+
+
+def auth_env(token_file: Path) -> dict[str, str]:
+    """The environment variables with which Ray's CLIs and clients present the token."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+
+
+def dashboard_get(port: int, path: str, token: str | None, timeout: float = 5.0) -> tuple[int, str]:
+    """(HTTP status, body) of a GET on the dashboard; status 0 if nothing answers."""
+    request = urllib.request.Request(f"http://{HOST}:{port}{path}")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def how_to_submit(port: int, token_file: Path) -> str:
+    """The lines a user pastes to submit the pipeline to this head."""
+    env = " ".join(f"{k}={v}" for k, v in auth_env(token_file).items())
+    return "\n".join([
+        f"  export {env}",
+        f"  ray job submit --address http://{HOST}:{port} --working-dir . --runtime-env cluster/runtime_env.yaml \\",
+        "      -- python -m jobs.pipeline --preset quick --lab $PWD/lab",
+        f"  ray job list --address http://{HOST}:{port}",
+    ])
+
+
+def up(args: argparse.Namespace) -> int:
+    """Start the head and wait until its job API answers with the token."""
+    token = ensure_token(args.token_file)
+    status, _ = dashboard_get(args.dashboard_port, "/api/version", token)
+    if status == 200:
+        print(f"a Ray head already answers on http://{HOST}:{args.dashboard_port}; `python -m cluster.local down` stops it")
+        return 0
+    interpreter_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, **auth_env(args.token_file), "PATH": f"{interpreter_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [ray_cli(), "start", "--head", f"--node-ip-address={HOST}", f"--port={args.port}",
+               "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={args.dashboard_port}",
+               "--disable-usage-stats"]
+    if args.num_cpus is not None:
+        command.append(f"--num-cpus={args.num_cpus}")
+    if args.temp_dir:
+        command.append(f"--temp-dir={Path(args.temp_dir).resolve()}")
+    started = subprocess.run(command, env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        print(started.stdout[-2000:] + started.stderr[-2000:], file=sys.stderr)
+        print(f"python -m cluster.local: error: `ray start` failed (exit {started.returncode})", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        status, body = dashboard_get(args.dashboard_port, "/api/version", token)
+        if status == 200:
+            version = json.loads(body).get("ray_version", "?")
+            print(f"Ray {version} head up: GCS {HOST}:{args.port}; dashboard and job API http://{HOST}:{args.dashboard_port}")
+            print(f"token authentication on; the token is in {args.token_file}. To submit:")
+            print(how_to_submit(args.dashboard_port, args.token_file))
+            return 0
+        time.sleep(0.5)
+    print(f"python -m cluster.local: error: the job API did not answer on port {args.dashboard_port} "
+          f"within {args.wait:.0f} s", file=sys.stderr)
+    return 1
+
+
+def status(args: argparse.Namespace) -> int:
+    """Report whether the head answers, its version, and its jobs by status; 1 if it is down."""
+    token = args.token_file.read_text().strip() if args.token_file.exists() else None
+    code, body = dashboard_get(args.dashboard_port, "/api/version", token)
+    if code == 0:
+        print(f"down: nothing answers on http://{HOST}:{args.dashboard_port}")
+        return 1
+    if code in (401, 403):
+        print(f"up, but the token in {args.token_file} is refused (HTTP {code})")
+        return 1
+    version = json.loads(body).get("ray_version", "?") if code == 200 else f"HTTP {code}"
+    _, jobs_body = dashboard_get(args.dashboard_port, "/api/jobs/", token)
+    jobs = json.loads(jobs_body) if jobs_body.startswith("[") else []
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.get("status", "?")] = counts.get(job.get("status", "?"), 0) + 1
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no jobs"
+    print(f"up: Ray {version} at http://{HOST}:{args.dashboard_port} (token auth); jobs: {summary}")
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    """Stop the Ray processes of this machine (``ray stop``)."""
+    stopped = subprocess.run([ray_cli(), "stop", "--force"], env={**os.environ, **auth_env(args.token_file)},
+                             capture_output=True, text=True)
+    print((stopped.stdout + stopped.stderr).strip().splitlines()[-1] if (stopped.stdout + stopped.stderr).strip() else "stopped")
+    return stopped.returncode
+
+
+COMMANDS = {"up": up, "down": down, "status": status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m cluster.local", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=list(COMMANDS))
+    parser.add_argument("--port", type=int, default=6379, help="the head's GCS port")
+    parser.add_argument("--dashboard-port", type=int, default=8265, help="the dashboard and job API port")
+    parser.add_argument("--token-file", type=Path, default=DEFAULT_TOKEN_FILE, help="where the token is (created if missing)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs the head offers (default: all)")
+    parser.add_argument("--temp-dir", default=None, help="Ray's session folder (default: Ray's, under /tmp)")
+    parser.add_argument("--wait", type=float, default=90.0, help="seconds to wait for the job API after starting")
+    args = parser.parse_args(argv)
+    args.token_file = args.token_file.expanduser().resolve()
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
