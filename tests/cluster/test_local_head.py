@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,16 +13,9 @@ from pathlib import Path
 
 from cluster.local import dashboard_get
 from diffusion.store import LabStore
+from tests.servers import RAY, ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-RAY = str(Path(sys.executable).with_name("ray"))  # the venv's CLI; the venv need not be on PATH
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def clean_env(ray_tmp: str) -> dict[str, str]:

@@ -1,0 +1,55 @@
+"""``python -m serve --lab PATH [--host 127.0.0.1] [--port 8000]``: start Serve on a chosen address and host the lab store.
+
+``serve run`` has no host or port flags; this does the same with them. It joins the cluster in
+RAY_ADDRESS, else starts Ray in local mode, and serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import ray
+from ray import serve
+
+from serve.app import build_app
+
+APP_NAME = "diffusion"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: serve until interrupted; 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--lab", required=True, help="lab store root: a path or a URI")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it: see the README)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPU share per replica")
+    parser.add_argument("--min-replicas", type=int, default=1)
+    parser.add_argument("--max-replicas", type=int, default=4)
+    args = parser.parse_args(argv)
+    try:
+        app = build_app({"lab": args.lab, "num_gpus": args.num_gpus, "min_replicas": args.min_replicas,
+                         "max_replicas": args.max_replicas})
+    except ValueError as error:
+        print(f"python -m serve: error: {error}", file=sys.stderr)
+        return 2
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        ray.init(address="local", include_dashboard=False)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.run(app, name=APP_NAME, route_prefix="/")
+    print(f"serving {args.lab} at http://{args.host}:{args.port} (OpenAPI: /docs)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
