@@ -46,7 +46,8 @@ def test_train_exports_a_checkpoint_and_pictures_then_resumes_and_samples(tmp_pa
     lab = tmp_path / "lab"
     run("train", "--model", "unet", "--steps", "6", "--checkpoint-every", "3", "--lab", str(lab), "--name", "u", *TINY)
     model_dir = lab / "models" / "u"
-    assert {p.name for p in model_dir.iterdir()} == {"weights.safetensors", "card.json", "grid.png", "paths.png", "paths.gif"}
+    assert {p.name for p in model_dir.iterdir()} == {"weights.safetensors", "card.json", "grid.png", "paths.png", "paths.gif",
+                                                    "paths.safetensors"}
     assert Image.open(model_dir / "grid.png").size == (2 * 302, 2 * 152)
 
     resumed = run("train", "--model", "unet", "--steps", "9", "--checkpoint-every", "3", "--lab", str(lab), "--name",
