@@ -1,6 +1,6 @@
 """HTTP sampling through Ray Serve against in-process batched sampling of the same images, in one run.
 
-Starts ``python -m serve`` (one replica) on a free port over a lab store, then for 1, 8 and 32
+Starts ``python -m serve`` (one replica with all of this machine's cores) on a free port over a lab store, then for 1, 8 and 32
 concurrent clients sends ``--requests`` POST /sample requests of ``--images`` images each
 (DDIM, ``--steps`` steps, distinct seeds) and reports images/s and the latency p50 / p95.
 The reference samples the same total number of images in-process with
@@ -71,7 +71,8 @@ def in_process_rate(store: LabStore, model: str, total: int, steps: int) -> floa
 
 def start_server(lab: str, port: int, ray_tmp: str) -> subprocess.Popen:
     env = {**os.environ, "TMPDIR": ray_tmp, "RAY_ADDRESS": ""}
-    process = subprocess.Popen([sys.executable, "-m", "serve", "--lab", lab, "--port", str(port), "--max-replicas", "1"],
+    process = subprocess.Popen([sys.executable, "-m", "serve", "--lab", lab, "--port", str(port), "--max-replicas", "1",
+                                "--num-cpus", str(os.cpu_count() or 1)],
                                cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

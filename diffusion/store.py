@@ -128,6 +128,13 @@ class LabStore:
         """Whether a file or folder exists at ``relpath``."""
         return self.fs.get_file_info(self.path(relpath)).type != pafs.FileType.NotFound
 
+    def signature(self, relpath: str) -> tuple[int, int] | None:
+        """(modification time in ns, size) of the file at ``relpath``, or None if absent: a cache key that changes with the file."""
+        info = self.fs.get_file_info(self.path(relpath))
+        if info.type == pafs.FileType.NotFound:
+            return None
+        return (int(info.mtime_ns or 0), int(info.size or 0))
+
     def list_dir(self, relpath: str = "") -> list[str]:
         """Names directly under ``relpath`` (sorted; temporary files hidden; [] if absent)."""
         selector = pafs.FileSelector(self.path(relpath) if relpath else self.base, allow_not_found=True)

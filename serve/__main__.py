@@ -26,12 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lab", required=True, help="lab store root: a path or a URI")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it: see the README)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (its torch threads)")
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPU share per replica")
     parser.add_argument("--min-replicas", type=int, default=1)
     parser.add_argument("--max-replicas", type=int, default=4)
     args = parser.parse_args(argv)
     try:
-        app = build_app({"lab": args.lab, "num_gpus": args.num_gpus, "min_replicas": args.min_replicas,
+        app = build_app({"lab": args.lab, "num_cpus": args.num_cpus, "num_gpus": args.num_gpus, "min_replicas": args.min_replicas,
                          "max_replicas": args.max_replicas})
     except ValueError as error:
         print(f"python -m serve: error: {error}", file=sys.stderr)

@@ -53,7 +53,8 @@ class SampleJob:
 class DiffusionServer:
     """Hosts every denoiser of one lab store; a model that fails to load is listed as unavailable."""
 
-    def __init__(self, lab: str, precision: str = "auto") -> None:
+    def __init__(self, lab: str, precision: str = "auto", threads: int = 1) -> None:
+        torch.set_num_threads(max(1, threads))  # the replica's CPU share (Ray reserves num_cpus for it)
         self.store = LabStore(lab)
         self.device = pick_device("auto")
         self.precision = precision
@@ -128,7 +129,7 @@ class DiffusionServer:
         unit = ((images.float() + 1) / 2).clamp(0, 1)[:, 0]
         return JSONResponse({"model": hosted.name, "sampler": request.sampler, "steps": steps, "eta": request.eta,
                              "seed": request.seed, "shape": list(unit.shape),
-                             "images": unit.mul(10_000).round().div(10_000).tolist()}, headers=headers)
+                             "images": unit.double().mul(10_000).round().div(10_000).tolist()}, headers=headers)
 
     @api.post("/path", responses={200: {"content": {"image/png": {}, "image/gif": {}}}})
     async def path(self, request: PathRequest) -> Response:
@@ -144,8 +145,8 @@ class DiffusionServer:
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """The application for ``serve run serve.app:build_app lab=PATH [num_gpus=0.25] [min_replicas=1] [max_replicas=4]``."""
-    accepted = {"lab", "num_gpus", "min_replicas", "max_replicas", "precision"}
+    """The application for ``serve run serve.app:build_app lab=PATH [num_cpus=1] [num_gpus=0.25] [min_replicas=1] [max_replicas=4]``."""
+    accepted = {"lab", "num_cpus", "num_gpus", "min_replicas", "max_replicas", "precision"}
     unknown = sorted(set(args) - accepted)
     if unknown:
         raise ValueError(f"unknown argument(s) {unknown}; accepted: {sorted(accepted)}")
@@ -157,9 +158,12 @@ def build_app(args: dict[str, Any]) -> Application:
     low, high = int(args.get("min_replicas", 1)), int(args.get("max_replicas", 4))
     if not 1 <= low <= high:
         raise ValueError(f"need 1 <= min_replicas <= max_replicas, got {low} and {high}")
+    cpus = float(args.get("num_cpus", 1))
+    if cpus <= 0:
+        raise ValueError(f"num_cpus must be positive, got {cpus}")
     deployment = DiffusionServer.options(
-        ray_actor_options={"num_gpus": float(args.get("num_gpus", 0)), "num_cpus": 1},
+        ray_actor_options={"num_gpus": float(args.get("num_gpus", 0)), "num_cpus": cpus},
         autoscaling_config={"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 16},
     )
-    return deployment.bind(store.root, str(args.get("precision", "auto")))
+    return deployment.bind(store.root, str(args.get("precision", "auto")), max(1, int(cpus)))
 

@@ -1,0 +1,73 @@
+"""The dashboard's plotly figures, built from the lab store's tables (pure functions: data in, figure out)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+BEST = "#d62728"
+OTHER = "#7f7f7f"
+EMBEDDING_COLOURS = {"vae": "#1f77b4", "classifier": "#ff7f0e", "pixels": "#2ca02c"}
+
+
+def leaderboard_bars(board: pd.DataFrame, embedding: str) -> go.Figure:
+    """FD per model (best in red) with the floor drawn as a line and its spread as a band."""
+    colours = [BEST if rank == 1 else OTHER for rank in board["rank"]]
+    text = [f"{ratio:.2f}x floor" for ratio in board.ratio]
+    figure = go.Figure(go.Bar(x=board.model, y=board.fd, marker_color=colours, text=text, textposition="outside",
+                              name="FD", hovertemplate="%{x}: FD %{y:.4g}<extra></extra>"))
+    floor, spread = float(board.floor_mean.iloc[0]), float(board.floor_std.iloc[0])
+    figure.add_hrect(y0=max(floor - spread, 0), y1=floor + spread, fillcolor="black", opacity=0.08, line_width=0)
+    figure.add_hline(y=floor, line_dash="dash", line_color="black",
+                     annotation_text=f"real-vs-real floor {floor:.3g} (N = {int(board.n.iloc[0])})", annotation_position="top left")
+    figure.update_layout(yaxis_title=f"FD ({embedding} embedding)", xaxis_title="model", showlegend=False,
+                         yaxis_type="log" if board.fd.max() / max(board.fd.min(), 1e-12) > 30 else "linear",
+                         margin={"t": 30})
+    return figure
+
+
+def hyperparameter_coordinates(trials: pd.DataFrame, columns: list[str]) -> go.Figure:
+    """Parallel coordinates of the swept hyperparameters, coloured by the trial's best FD."""
+    dimensions = []
+    for column in columns:
+        values = trials[column]
+        if pd.api.types.is_numeric_dtype(values):
+            dimensions.append({"label": column, "values": values.astype(float)})
+        else:
+            codes, labels = pd.factorize(values.astype(str))
+            dimensions.append({"label": column, "values": codes, "tickvals": list(range(len(labels))),
+                               "ticktext": list(labels)})
+    dimensions.append({"label": "best FD (vae)", "values": trials.best_fd.astype(float)})
+    return go.Figure(go.Parcoords(line={"color": trials.best_fd.astype(float), "colorscale": "Viridis_r",
+                                        "showscale": True, "colorbar": {"title": "best FD"}},
+                                  dimensions=dimensions))
+
+
+def learning_curves(history: pd.DataFrame, metric: str) -> go.Figure:
+    """``metric`` (loss or fd) against training images, one line per trial."""
+    figure = go.Figure()
+    for trial_id, reports in history.groupby("trial_id", sort=False):
+        points = reports.dropna(subset=[metric]).sort_values("images_seen")
+        label = f"{points.model.iloc[0]} {trial_id}" if len(points) else str(trial_id)
+        figure.add_trace(go.Scatter(x=points.images_seen, y=points[metric], mode="lines+markers", name=label))
+    figure.update_layout(xaxis_title="training images", yaxis_title=metric, yaxis_type="log", margin={"t": 30})
+    return figure
+
+
+def robustness_curves(curve: pd.DataFrame, corruption: str, normalise: bool) -> go.Figure:
+    """FD (or FD / floor) against severity, one line per embedding with a band of +-1 std over seeds."""
+    figure = go.Figure()
+    value = "ratio" if normalise else "fd"
+    rows = curve[curve.corruption == corruption]
+    for embedding, group in rows.groupby("embedding", sort=False):
+        levels = group.groupby("severity")[value].agg(["mean", "std"]).fillna(0.0).sort_index()
+        colour = EMBEDDING_COLOURS.get(str(embedding), OTHER)
+        upper, lower = levels["mean"] + levels["std"], (levels["mean"] - levels["std"]).clip(lower=1e-12)
+        figure.add_trace(go.Scatter(x=list(levels.index) + list(levels.index[::-1]),
+                                    y=list(upper) + list(lower[::-1]), fill="toself", fillcolor=colour,
+                                    opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False))
+        figure.add_trace(go.Scatter(x=levels.index, y=levels["mean"], mode="lines+markers", name=str(embedding),
+                                    line={"color": colour}))
+    figure.update_layout(xaxis_title="severity", yaxis_title="FD / floor" if normalise else "FD", yaxis_type="log",
+                         margin={"t": 30}, legend_title="embedding")
+    return figure

@@ -1,0 +1,87 @@
+"""Cached reads of the lab store: each cache entry is keyed by the file's signature, so a changed file is read again."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from diffusion.leaderboard import leaderboard
+from diffusion.recipe import PATHS_FILE
+from diffusion.samplers import DenoisingPaths
+from diffusion.store import LabStore, LabStoreError
+
+TABLE_HINTS = {
+    "scores": "python -m jobs.evaluate (or the pipeline) writes it",
+    "trials": "python -m jobs.sweep (or the pipeline) writes it when a sweep ends",
+    "trial_history": "python -m jobs.sweep (or the pipeline) writes it when a sweep ends",
+    "robustness": "python -m jobs.evaluate (or python -m diffusion robustness) writes it",
+    "robustness_summary": "python -m jobs.evaluate (or python -m diffusion robustness) writes it",
+}
+
+
+class LabUnavailable(RuntimeError):
+    """What the page should say instead of showing data: a missing table or file, with how to make it."""
+
+
+def store(root: str) -> LabStore:
+    """The lab store at ``root`` (a path or a URI); LabUnavailable if it cannot be opened."""
+    try:
+        return LabStore(root)
+    except (LabStoreError, OSError, ValueError) as error:
+        raise LabUnavailable(f"cannot open the lab store {root!r}: {error}") from error
+
+
+def table(root: str, name: str) -> pd.DataFrame:
+    """A result table, re-read whenever its file changes; LabUnavailable (with a hint) if it is missing."""
+    lab = store(root)
+    signature = lab.signature(f"tables/{name}.parquet")
+    if signature is None:
+        raise LabUnavailable(f"the lab store {lab.root} has no `{name}` table yet: {TABLE_HINTS.get(name, '')}")
+    return _read_table(root, name, signature).copy()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_table(root: str, name: str, signature: tuple[int, int]) -> pd.DataFrame:
+    return LabStore(root).read_table(name)
+
+
+def denoisers(root: str) -> list[str]:
+    """Names of the exported denoisers (a listing: cheap, never cached)."""
+    try:
+        return store(root).list_models(kind="denoiser")
+    except (LabStoreError, OSError) as error:
+        raise LabUnavailable(f"cannot list the models of {root!r}: {error}") from error
+
+
+def ranked_denoisers(root: str) -> list[str]:
+    """The exported denoisers, leaderboard order first (unscored ones after, by name)."""
+    models = denoisers(root)
+    try:
+        ranked = leaderboard(table(root, "scores")).model.tolist()
+    except LabUnavailable:
+        ranked = []
+    return [m for m in ranked if m in models] + [m for m in models if m not in ranked]
+
+
+def model_file(root: str, name: str, filename: str) -> bytes | None:
+    """A file beside a model (grid.png, paths.gif, ...), re-read when it changes; None if absent."""
+    lab = store(root)
+    signature = lab.signature(lab.model_path(name, filename))
+    return None if signature is None else _read_model_file(root, name, filename, signature)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _read_model_file(root: str, name: str, filename: str, signature: tuple[int, int]) -> bytes:
+    lab = LabStore(root)
+    return lab.read_bytes(lab.model_path(name, filename))
+
+
+def denoising_paths(root: str, name: str) -> DenoisingPaths | None:
+    """A model's stored denoising paths (x_t and predicted x_0 per snapshot), or None if not rendered yet."""
+    data = model_file(root, name, PATHS_FILE)
+    if data is None:
+        return None
+    try:
+        return DenoisingPaths.from_bytes(data)
+    except Exception as error:  # a truncated or foreign file: any parse failure becomes the page's message
+        raise LabUnavailable(f"{name}'s {PATHS_FILE} cannot be read: {error}") from error

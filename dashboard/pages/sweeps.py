@@ -1,0 +1,48 @@
+"""Sweeps: every trial of every model, the hyperparameters against FD, and learning curves."""
+
+import streamlit as st
+
+from dashboard import charts, lab_data
+from dashboard.page_tools import or_stop, settings
+
+st.title("Sweeps")
+lab = settings().lab
+trials = or_stop(lambda: lab_data.table(lab, "trials"))
+trials.insert(0, "best", trials.get("is_best", False).map(lambda best: "★" if best is True else ""))
+left, right = st.columns(2)
+models = sorted(trials.model.unique())
+chosen_models = left.multiselect("Models", models, default=models)
+statuses = sorted(trials.status.unique())
+chosen_status = right.multiselect("Status", statuses, default=statuses)
+shown = trials[trials.model.isin(chosen_models) & trials.status.isin(chosen_status)]
+hyper = [c for c in trials.columns if c.split(".")[0] in ("model", "diffusion", "train") and "." in c]
+summary = ["best", "model", "trial_id", "status", *hyper, "best_fd", "final_fd", "final_loss", "images_seen", "time_total_s"]
+st.dataframe(shown[[c for c in summary if c in shown.columns]], hide_index=True, width="stretch")
+st.caption(f"{len(shown)} of {len(trials)} trials; ★ marks each model's best trial (exported to the lab store).")
+
+st.subheader("Hyperparameters and FD")
+model = st.selectbox("Model", chosen_models or models)
+of_model = trials[(trials.model == model) & trials.best_fd.notna()]
+varying = [c for c in hyper if c in of_model and of_model[c].nunique(dropna=True) > 1]
+if len(of_model) < 2 or not varying:
+    st.info(f"{model}: {len(of_model)} scored trial(s) and no hyperparameter that varies; nothing to compare.")
+else:
+    st.plotly_chart(charts.hyperparameter_coordinates(of_model, varying), width="stretch")
+
+st.subheader("Learning curves")
+try:
+    history = lab_data.table(lab, "trial_history")
+except lab_data.LabUnavailable as reason:
+    st.info(str(reason))
+    st.stop()
+best_ids = trials[trials.get("is_best", False) == True].trial_id.tolist()  # noqa: E712 (a column, not a bool)
+options = shown.trial_id.tolist()
+selected = st.multiselect("Trials", options, default=[t for t in best_ids if t in options],
+                          format_func=lambda t: f"{trials.set_index('trial_id').model.get(t, '?')} {t}")
+curves = history[history.trial_id.isin(selected)]
+if curves.empty:
+    st.info("Choose trials to see their curves.")
+else:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.learning_curves(curves, "loss"), width="stretch")
+    right.plotly_chart(charts.learning_curves(curves, "fd"), width="stretch")
