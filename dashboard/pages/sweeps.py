@@ -1,5 +1,6 @@
 """Sweeps: every trial of every model, the hyperparameters against FD, and learning curves."""
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, lab_data
@@ -8,7 +9,8 @@ from dashboard.page_tools import or_stop, settings
 st.title("Sweeps")
 lab = settings().lab
 trials = or_stop(lambda: lab_data.table(lab, "trials"))
-trials.insert(0, "best", trials.get("is_best", False).map(lambda best: "★" if best is True else ""))
+is_best = trials["is_best"].fillna(False).astype(bool) if "is_best" in trials else pd.Series(False, index=trials.index)
+trials.insert(0, "best", is_best.map(lambda best: "★" if best else ""))
 left, right = st.columns(2)
 models = sorted(trials.model.unique())
 chosen_models = left.multiselect("Models", models, default=models)
@@ -35,7 +37,7 @@ try:
 except lab_data.LabUnavailable as reason:
     st.info(str(reason))
     st.stop()
-best_ids = trials[trials.get("is_best", False) == True].trial_id.tolist()  # noqa: E712 (a column, not a bool)
+best_ids = trials[is_best].trial_id.tolist()
 options = shown.trial_id.tolist()
 selected = st.multiselect("Trials", options, default=[t for t in best_ids if t in options],
                           format_func=lambda t: f"{trials.set_index('trial_id').model.get(t, '?')} {t}")

@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from streamlit.testing.v1 import AppTest
+
 from cluster.local import dashboard_get
 from diffusion.store import LabStore
 from tests.servers import RAY, ROOT, free_port
@@ -26,6 +28,23 @@ def clean_env(ray_tmp: str) -> dict[str, str]:
 
 def run(command: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def dashboard_jobs_page(lab: Path, address: str, token_file: Path) -> AppTest:
+    """The dashboard's Jobs page pointed at this head (AppTest reads the settings from the environment)."""
+    saved = {k: os.environ.get(k) for k in ("DIFFUSION_LAB", "DIFFUSION_RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+    os.environ.update({"DIFFUSION_LAB": str(lab), "DIFFUSION_RAY_ADDRESS": address, "RAY_AUTH_TOKEN_PATH": str(token_file)})
+    try:
+        app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+        app.switch_page("pages/jobs.py").run()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert not app.exception, [e.value for e in app.exception]
+    return app
 
 
 def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_is_refused(tmp_path: Path) -> None:
@@ -79,6 +98,22 @@ def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_i
         assert [job["status"] for job in listed if job.get("submission_id") == "smoke-1"] == ["SUCCEEDED"]
         status = run([*local, "status", *flags], env)
         assert status.returncode == 0 and "1 succeeded" in status.stdout, status.stdout
+
+        # the dashboard's Jobs page lists the job with its log tail, and submits an evaluation
+        jobs_page = dashboard_jobs_page(lab, address, token_file)
+        assert jobs_page.dataframe[0].value.loc[0, "status"] == "SUCCEEDED"
+        assert "[leaderboard]" in jobs_page.code[0].value
+        form = {box.label: box for box in jobs_page.selectbox}
+        form["Job"].set_value("evaluate")
+        form["Preset"].set_value("smoke")
+        jobs_page.button[0].click().run()
+        assert not jobs_page.exception and "python -m jobs.evaluate --preset smoke" in jobs_page.success[0].value
+        submitted_id = jobs_page.success[0].value.split()[1].rstrip(":")
+        deadline, state = time.monotonic() + 300, ""
+        while time.monotonic() < deadline and state not in TERMINAL:
+            time.sleep(2)
+            state = json.loads(dashboard_get(dashboard_port, f"/api/jobs/{submitted_id}", token)[1]).get("status", "")
+        assert state == "SUCCEEDED", run([RAY, "job", "logs", "--address", address, submitted_id], authorised).stdout[-3000:]
     finally:
         run([*local, "down", *flags], env)
         shutil.rmtree(ray_tmp, ignore_errors=True)
