@@ -34,7 +34,7 @@ def store(root: str) -> LabStore:
 def table(root: str, name: str) -> pd.DataFrame:
     """A result table, re-read whenever its file changes; LabUnavailable (with a hint) if it is missing."""
     lab = store(root)
-    signature = lab.signature(f"tables/{name}.parquet")
+    signature = lab.signature(lab.table_path(name))
     if signature is None:
         raise LabUnavailable(f"the lab store {lab.root} has no `{name}` table yet: {TABLE_HINTS.get(name, '')}")
     return _read_table(root, name, signature).copy()

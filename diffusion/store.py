@@ -218,15 +218,19 @@ class LabStore:
         self.write_bytes(relpath, data)
         return relpath
 
+    def table_path(self, name: str) -> str:
+        """Relative path of a result table's Parquet file."""
+        return f"tables/{check_name(name, 'table name')}.parquet"
+
     def write_table(self, name: str, table: pd.DataFrame) -> None:
         """Store a result table as Parquet, atomically."""
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)
-        self.write_bytes(f"tables/{check_name(name, 'table name')}.parquet", buffer.getvalue())
+        self.write_bytes(self.table_path(name), buffer.getvalue())
 
     def read_table(self, name: str) -> pd.DataFrame:
         """A stored result table."""
-        data = self.read_bytes(f"tables/{check_name(name, 'table name')}.parquet")
+        data = self.read_bytes(self.table_path(name))
         return pq.read_table(io.BytesIO(data)).to_pandas()
 
     def list_tables(self) -> list[str]:
