@@ -15,11 +15,7 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -28,11 +24,12 @@ from pathlib import Path
 
 import torch
 
+from dashboard.screenshots import free_port
 from diffusion.samplers import sample
 from diffusion.schedules import NoiseSchedule
 from diffusion.store import LabStore
+from serve.launch import running_server
 
-ROOT = Path(__file__).resolve().parents[1]
 SERVER_BATCH = 256
 
 
@@ -69,22 +66,6 @@ def in_process_rate(store: LabStore, model: str, total: int, steps: int) -> floa
     return total / (time.perf_counter() - start)
 
 
-def start_server(lab: str, port: int, ray_tmp: str) -> subprocess.Popen:
-    env = {**os.environ, "TMPDIR": ray_tmp, "RAY_ADDRESS": ""}
-    process = subprocess.Popen([sys.executable, "-m", "serve", "--lab", lab, "--port", str(port), "--max-replicas", "1",
-                                "--num-cpus", str(os.cpu_count() or 1)],
-                               cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return process
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("Serve did not come up within 180 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lab", default="lab")
@@ -97,29 +78,20 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     reference = in_process_rate(store, args.model, args.requests * args.images, args.steps)
 
-    ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = start_server(str(Path(args.lab).resolve()), port, ray_tmp)
+    ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    server_args = ["--max-replicas", "1", "--num-cpus", str(os.cpu_count() or 1)]
     try:
-        base = f"http://127.0.0.1:{port}"
-        http_run(base, args.model, 4, 8, args.images, args.steps)  # warm-up
-        print(f"model {args.model}, {args.images} images per request, DDIM {args.steps} steps, {args.requests} requests per row\n")
-        print("| clients | HTTP images/s | p50 latency ms | p95 latency ms | in-process images/s | HTTP / in-process |")
-        print("|---|---|---|---|---|---|")
-        for clients in (1, 8, 32):
-            row = http_run(base, args.model, clients, args.requests, args.images, args.steps)
-            print(f"| {clients} | {row['images_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
-                  f"{reference:.1f} | {row['images_per_s'] / reference:.2f} |", flush=True)
+        with running_server(Path(args.lab).resolve(), free_port(), server_args, {"TMPDIR": ray_tmp, "RAY_ADDRESS": ""}) as base:
+            http_run(base, args.model, 4, 8, args.images, args.steps)  # warm-up
+            print(f"model {args.model}, {args.images} images per request, DDIM {args.steps} steps, {args.requests} requests per row\n")
+            print("| clients | HTTP images/s | p50 latency ms | p95 latency ms | in-process images/s | HTTP / in-process |")
+            print("|---|---|---|---|---|---|")
+            for clients in (1, 8, 32):
+                row = http_run(base, args.model, clients, args.requests, args.images, args.steps)
+                print(f"| {clients} | {row['images_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
+                      f"{reference:.1f} | {row['images_per_s'] / reference:.2f} |", flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()
