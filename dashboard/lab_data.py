@@ -53,14 +53,26 @@ def denoisers(root: str) -> list[str]:
         raise LabUnavailable(f"cannot list the models of {root!r}: {error}") from error
 
 
-def ranked_denoisers(root: str) -> list[str]:
-    """The exported denoisers, leaderboard order first (unscored ones after, by name)."""
-    models = denoisers(root)
+def leaderboard_ranks(root: str) -> dict[str, int]:
+    """Model -> rank on the default leaderboard; empty before any evaluation."""
     try:
-        ranked = leaderboard(table(root, "scores")).model.tolist()
+        board = leaderboard(table(root, "scores"))
     except LabUnavailable:
-        ranked = []
-    return [m for m in ranked if m in models] + [m for m in models if m not in ranked]
+        return {}
+    return dict(zip(board.model, board["rank"]))
+
+
+def ranked_denoisers(root: str) -> list[str]:
+    """The exported denoisers, leaderboard order first (unscored ones after, by name).
+
+    LabUnavailable, saying how to make some, when there are none.
+    """
+    models = denoisers(root)
+    if not models:
+        raise LabUnavailable(f"The lab store {root} has no exported denoisers yet: "
+                             f"python -m jobs.pipeline --preset quick --lab {root}")
+    ranks = leaderboard_ranks(root)
+    return sorted(models, key=lambda m: (ranks.get(m, len(ranks) + 1), m))
 
 
 def model_file(root: str, name: str, filename: str) -> bytes | None:

@@ -10,9 +10,6 @@ from diffusion.images import grid_png
 st.title("Denoising paths")
 lab = settings().lab
 models = or_stop(lambda: lab_data.ranked_denoisers(lab))
-if not models:
-    st.info(f"The lab store {lab} has no exported denoisers yet: python -m jobs.pipeline --preset quick --lab {lab}")
-    st.stop()
 name = st.selectbox("Model", models, help="in leaderboard order")
 paths = or_stop(lambda: lab_data.denoising_paths(lab, name))
 if paths is None:
