@@ -20,6 +20,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from diffusion.checkpoint import CheckpointError
 
 from diffusion.checkpoint import ModelCard, build_from_card, model_card, weights_from_bytes, weights_to_bytes
 
+LAB_ENV = "DIFFUSION_LAB"  # the lab store every command uses when --lab is not given
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
@@ -50,6 +52,11 @@ class StoredModel:
     model: nn.Module
     run: Any  # RunConfig for a denoiser, VAERun, ClassifierRun
     card: ModelCard
+
+
+def default_lab(environ: Mapping[str, str] | None = None) -> str:
+    """The lab store root in $DIFFUSION_LAB (e.g. s3://bucket/lab on a cluster), else ./lab."""
+    return (os.environ if environ is None else environ).get(LAB_ENV) or "./lab"
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -91,6 +98,12 @@ class LabStore:
     def uri(self, *parts: str) -> str:
         """A URI (or absolute local path) of ``parts`` that other tools accept, e.g. Ray Tune."""
         return "/".join([self.root, *parts])
+
+    def uri_of(self, fs_path: str) -> str:
+        """The URI of a path in this store's filesystem (as Ray Tune returns them: no scheme)."""
+        if self.is_local:
+            return fs_path
+        return f"{self.root.split('://', 1)[0]}://{fs_path.lstrip('/')}"
 
     def tune_storage(self) -> str:
         """Ray Tune's ``storage_path`` inside this store."""

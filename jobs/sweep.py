@@ -25,7 +25,7 @@ from diffusion.config import ConfigError
 from diffusion.device import pick_device
 from diffusion.models import DENOISERS
 from diffusion.recipe import build_denoiser_run
-from diffusion.store import LabStore, LabStoreError
+from diffusion.store import LabStore, LabStoreError, default_lab
 from jobs.embeddings import ensure_embeddings
 from jobs.presets import Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The sweep's flags (``jobs.pipeline`` takes the same)."""
     parser.add_argument("--preset", default="quick", help="smoke, quick, full, or a path to a preset .yaml")
     parser.add_argument("--models", nargs="+", default=None, help=f"a subset of: {', '.join(DENOISERS)}")
-    parser.add_argument("--lab", default="./lab", help="lab store root: a path or a URI")
+    parser.add_argument("--lab", default=default_lab(), help="lab store root: a path or a URI (default $DIFFUSION_LAB, else ./lab)")
     parser.add_argument("--num-samples", type=int, default=None, help="trials per model (default: the preset's)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the preset's)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore)")
@@ -121,7 +121,7 @@ def sweep_model(request: SweepRequest, model: str) -> tune.ResultGrid:
     return tuner.fit()
 
 
-def trial_rows(model: str, results: tune.ResultGrid) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+def trial_rows(store: LabStore, model: str, results: tune.ResultGrid) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
     """One row per trial (config, status, final and best metrics, checkpoint) and its report history."""
     rows, histories = [], []
     for result in results:
@@ -136,10 +136,11 @@ def trial_rows(model: str, results: tune.ResultGrid) -> tuple[list[dict[str, Any
                      "best_fd": float(history.fd.min()) if "fd" in history else None,
                      "fd_floor": result.metrics.get("fd_floor"),
                      "images_seen": result.metrics.get("images_seen"),
-                     "time_total_s": result.metrics.get("time_total_s"),
-                     "checkpoint": latest.path if latest else None, "trial_path": result.path})
+                     "time_total_s": result.metrics.get("time_total_s"), "node_id": result.metrics.get("node_id"),
+                     "checkpoint": store.uri_of(latest.path) if latest else None,
+                     "trial_path": store.uri_of(result.path)})
         if not history.empty:
-            keep = [c for c in ("step", "images_seen", "loss", "fd", "fd_ratio", "resumed", "time_total_s") if c in history]
+            keep = [c for c in ("step", "images_seen", "loss", "fd", "fd_ratio", "resumed", "time_total_s", "timestamp", "node_id") if c in history]
             # a report logged after the last checkpoint is made again on resume: keep the later one
             history = history[keep].drop_duplicates("step", keep="last") if "step" in history else history[keep]
             histories.append(history.assign(model=model, trial_id=trial_id))
@@ -188,7 +189,7 @@ def run_sweep(request: SweepRequest) -> pd.DataFrame:
     histories: list[pd.DataFrame] = []
     for model in request.models:
         results = sweep_model(request, model)
-        model_rows, model_histories = trial_rows(model, results)
+        model_rows, model_histories = trial_rows(store, model, results)
         export_best(store, request.preset, model, model_rows)
         rows += model_rows
         histories += model_histories

@@ -14,6 +14,7 @@ import os
 import tempfile
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -54,12 +55,13 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
     every = max(1, job_settings["report_every_images"] // run.train.batch_size)
     eval_every = job_settings["eval_every_images"]
     fail_at = int(os.environ.get(FAIL_ONCE_ENV, "0"))
+    node_id = ray.get_runtime_context().get_node_id()  # hosts can share an IP (several nodes on one machine)
 
     def report(trainer: Trainer, progress: TrainProgress) -> None:
         if fail_at and progress.step >= fail_at and checkpoint is None:
             raise RuntimeError(f"injected failure at step {progress.step} ({FAIL_ONCE_ENV})")
         metrics = {"step": progress.step, "images_seen": progress.images_seen, "loss": progress.loss,
-                   "lr": progress.lr, "images_per_s": progress.images_per_s, "resumed": checkpoint is not None}
+                   "lr": progress.lr, "images_per_s": progress.images_per_s, "resumed": checkpoint is not None, "node_id": node_id}
         previous_images = progress.images_seen - every * run.train.batch_size
         if progress.step == run.train.steps or progress.images_seen // eval_every > previous_images // eval_every:
             images = sample(trainer.ema.model, job.schedule, n, "ddim", job_settings["fd_sampler_steps"], seed=0)
