@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from diffusion.store import default_lab
+
 
 @dataclass(frozen=True)
 class DashboardSettings:
@@ -27,7 +29,7 @@ def parse_settings(argv: Sequence[str], environ: dict[str, str] | None = None) -
     """
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="streamlit run dashboard/app.py --", add_help=False)
-    parser.add_argument("--lab", default=env.get("DIFFUSION_LAB", "./lab"))
+    parser.add_argument("--lab", default=default_lab(env))
     parser.add_argument("--serve-url", default=env.get("DIFFUSION_SERVE_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--ray-address", default=env.get("DIFFUSION_RAY_ADDRESS", "http://127.0.0.1:8265"))
     parser.add_argument("--ray-token-file", default=env.get("RAY_AUTH_TOKEN_PATH", str(Path("~/.ray/auth_token").expanduser())))

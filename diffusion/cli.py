@@ -33,7 +33,7 @@ from diffusion.losses import LOSS_WEIGHTINGS
 from diffusion.models import DENOISERS, denoiser_config
 from diffusion.samplers import SAMPLERS
 from diffusion.schedules import PREDICTIONS, SCHEDULES
-from diffusion.store import LabStore, LabStoreError, check_name
+from diffusion.store import LabStore, LabStoreError, check_name, default_lab
 from diffusion.training import LR_DECAYS
 
 CHOICES: dict[str, Sequence[str]] = {
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one denoiser and write its checkpoint and grid")
     train.add_argument("--model", required=True, choices=list(DENOISERS), help="denoiser architecture")
-    train.add_argument("--lab", default="./lab", help="lab store root: a path or a URI (default ./lab)")
+    train.add_argument("--lab", default=default_lab(), help="lab store root: a path or a URI (default $DIFFUSION_LAB, else ./lab)")
     train.add_argument("--name", default=None, help="model name in the lab store (default: the model)")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between resume states")
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw a grid from an exported model")
-    sample.add_argument("--lab", default="./lab", help="lab store root")
+    sample.add_argument("--lab", default=default_lab(), help="lab store root (default $DIFFUSION_LAB, else ./lab)")
     sample.add_argument("--name", required=True, help="exported model name")
     sample.add_argument("--out", required=True, help="PNG file to write")
     sample.add_argument("--num-images", type=positive_int, default=50)
@@ -133,14 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     embedding = commands.add_parser("train-embedding", help="train the evaluation VAE or the classifier")
     embedding.add_argument("--kind", required=True, choices=["vae", "classifier"])
-    embedding.add_argument("--lab", default="./lab", help="lab store root")
+    embedding.add_argument("--lab", default=default_lab(), help="lab store root (default $DIFFUSION_LAB, else ./lab)")
     embedding.add_argument("--name", default=None, help="store name (default: the kind)")
     embedding.add_argument("--steps", type=positive_int, default=None, help="default: 1500 (vae), 600 (classifier)")
     embedding.add_argument("--dataset", choices=list(DATASETS), default="mnist-embedded")
     embedding.add_argument("--device", default="auto")
 
     score = commands.add_parser("score", help="FD (with floor and ratio) and KID of a stored denoiser")
-    score.add_argument("--lab", default="./lab", help="lab store root")
+    score.add_argument("--lab", default=default_lab(), help="lab store root (default $DIFFUSION_LAB, else ./lab)")
     score.add_argument("--name", required=True, help="exported denoiser name")
     score.add_argument("--num-images", type=positive_int, default=1000, help="N: samples scored (and floor size)")
     score.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--device", default="auto")
 
     robustness = commands.add_parser("robustness", help="corruption-robustness curves of every embedding")
-    robustness.add_argument("--lab", default="./lab", help="lab store root")
+    robustness.add_argument("--lab", default=default_lab(), help="lab store root (default $DIFFUSION_LAB, else ./lab)")
     robustness.add_argument("--n", type=positive_int, default=1000, help="images per set")
     robustness.add_argument("--seeds", type=positive_int, default=5, help="repeats per severity")
     robustness.add_argument("--embeddings", nargs="+", choices=list(EMBEDDINGS), default=list(EMBEDDINGS))

@@ -25,7 +25,7 @@ from diffusion.config import ConfigError
 from diffusion.device import pick_device
 from diffusion.leaderboard import format_leaderboard, leaderboard
 from diffusion.samplers import get_sampler, timestep_sequence
-from diffusion.store import LabStore, LabStoreError
+from diffusion.store import LabStore, LabStoreError, default_lab
 from jobs.embeddings import ensure_embeddings
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
 from jobs.presets import EvaluateSettings, Preset, load_preset
@@ -44,7 +44,7 @@ class EvaluateRequest:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags ``jobs.evaluate`` shares with ``jobs.pipeline``."""
     parser.add_argument("--preset", default="quick", help="smoke, quick, full, or a path to a preset .yaml")
-    parser.add_argument("--lab", default="./lab", help="lab store root: a path or a URI")
+    parser.add_argument("--lab", default=default_lab(), help="lab store root: a path or a URI (default $DIFFUSION_LAB, else ./lab)")
     parser.add_argument("--models", nargs="+", default=None, help="exported denoisers to evaluate (default: all)")
 
 

@@ -1,4 +1,4 @@
-"""``python -m serve --lab PATH [--host 127.0.0.1] [--port 8000]``: start Serve on a chosen address and host the lab store.
+"""``python -m serve [--lab PATH|URI] [--host 127.0.0.1] [--port 8000]``: start Serve on a chosen address and host the lab store.
 
 ``serve run`` has no host or port flags; this does the same with them. It joins the cluster in
 RAY_ADDRESS, else starts Ray in local mode, and serves until interrupted.
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import ray
 from ray import serve
 
+from diffusion.store import default_lab
 from serve.app import build_app
 
 APP_NAME = "diffusion"
@@ -23,7 +24,7 @@ APP_NAME = "diffusion"
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: serve until interrupted; 2 on bad input."""
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--lab", required=True, help="lab store root: a path or a URI")
+    parser.add_argument("--lab", default=default_lab(), help="lab store root: a path or a URI (default $DIFFUSION_LAB, else ./lab)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it: see the README)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (its torch threads)")
