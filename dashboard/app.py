@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, no
 
 from dashboard.settings import parse_settings  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+VIEWS = Path(__file__).resolve().parent / "views"  # not pages/: Streamlit would serve that folder as a second app
 
 st.set_page_config(page_title="Diffusion Lab", layout="wide")
 if "settings" not in st.session_state:
@@ -37,12 +37,12 @@ with st.sidebar:
         st.cache_data.clear()
 
 navigation = st.navigation({
-    "Results": [st.Page(PAGES / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
-                st.Page(PAGES / "samples.py", title="Samples", icon=":material/grid_view:"),
-                st.Page(PAGES / "paths.py", title="Denoising paths", icon=":material/timeline:"),
-                st.Page(PAGES / "sweeps.py", title="Sweeps", icon=":material/tune:"),
-                st.Page(PAGES / "robustness.py", title="Metric robustness", icon=":material/monitoring:")],
-    "Live": [st.Page(PAGES / "live.py", title="Live sampling", icon=":material/bolt:"),
-             st.Page(PAGES / "jobs.py", title="Jobs", icon=":material/work:")],
+    "Results": [st.Page(VIEWS / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+                st.Page(VIEWS / "samples.py", title="Samples", icon=":material/grid_view:"),
+                st.Page(VIEWS / "paths.py", title="Denoising paths", icon=":material/timeline:"),
+                st.Page(VIEWS / "sweeps.py", title="Sweeps", icon=":material/tune:"),
+                st.Page(VIEWS / "robustness.py", title="Metric robustness", icon=":material/monitoring:")],
+    "Live": [st.Page(VIEWS / "live.py", title="Live sampling", icon=":material/bolt:"),
+             st.Page(VIEWS / "jobs.py", title="Jobs", icon=":material/work:")],
 })
 navigation.run()

@@ -90,7 +90,7 @@ def capture_pages(url: str, out: Path, pages: dict[str, list[str]] | None = None
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="networkidle")
             for title, selectors in (pages or PAGES).items():
-                page.get_by_role("link", name=title).first.click()
+                page.get_by_role("link", name=title, exact=True).first.click()
                 page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_ms)
                 for selector in selectors:
                     page.locator(selector).first.wait_for(state="visible", timeout=timeout_ms)

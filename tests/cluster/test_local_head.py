@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,19 +14,9 @@ from streamlit.testing.v1 import AppTest
 
 from cluster.local import dashboard_get
 from diffusion.store import LabStore
-from tests.servers import RAY, ROOT, free_port
+from tests.servers import RAY, ROOT, clean_env, free_port, run
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-def clean_env(ray_tmp: str) -> dict[str, str]:
-    """This process's environment without any Ray address or token setting."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
-    return {**env, "TMPDIR": ray_tmp}
-
-
-def run(command: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def dashboard_jobs_page(lab: Path, address: str, token_file: Path) -> AppTest:
@@ -36,7 +25,7 @@ def dashboard_jobs_page(lab: Path, address: str, token_file: Path) -> AppTest:
     os.environ.update({"DIFFUSION_LAB": str(lab), "DIFFUSION_RAY_ADDRESS": address, "RAY_AUTH_TOKEN_PATH": str(token_file)})
     try:
         app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
-        app.switch_page("pages/jobs.py").run()
+        app.switch_page("views/jobs.py").run()
     finally:
         for key, value in saved.items():
             if value is None:
