@@ -1,12 +1,15 @@
-"""Shared fixtures: tiny configs that train in seconds on the CPU."""
+"""Shared fixtures: tiny configs that train in seconds on the CPU, an S3 server for the session."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
 
 from diffusion.config import DiffusionConfig, RunConfig, TrainConfig
 from diffusion.models import denoiser_config
+from tests.servers import run_smoke_pipeline, s3_server
 
 TINY_SIZES = {"width": 8, "depth": 1}
 
@@ -25,3 +28,25 @@ def tiny_run(arch: str = "unet", steps: int = 20, **train: object) -> RunConfig:
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> Iterator[str]:
+    """``s3://<bucket>`` on a moto server started for this test session.
+
+    The AWS variables are set in this process's environment for the whole session, so the
+    store, Ray's workers, Serve and the dashboard (all started from here) reach the same bucket.
+    """
+    with s3_server("diffusion-lab-tests") as env, pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield "s3://diffusion-lab-tests"
+
+
+@pytest.fixture(scope="session")
+def smoke_lab(s3_bucket: str) -> str:
+    """What the smoke pipeline writes, made once per session, on S3: the dashboard and Serve tests
+    read it from the same URI, as they would on a cluster."""
+    lab = f"{s3_bucket}/smoke"
+    run_smoke_pipeline(lab)
+    return lab

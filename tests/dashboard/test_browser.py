@@ -17,10 +17,10 @@ if not REQUIRED:
 pytestmark = pytest.mark.skipif(not REQUIRED and not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install -y chromium")
 
 
-def test_every_page_renders_its_charts_and_images_without_an_exception(smoke_lab: Path, tmp_path: Path) -> None:
+def test_every_page_renders_its_charts_and_images_without_an_exception(smoke_lab: str, tmp_path: Path) -> None:
     nothing_there = {"DIFFUSION_SERVE_URL": f"http://127.0.0.1:{free_port()}",
                      "DIFFUSION_RAY_ADDRESS": f"http://127.0.0.1:{free_port()}"}
-    with running_dashboard(str(smoke_lab), nothing_there) as url:
+    with running_dashboard(smoke_lab, nothing_there) as url:
         saved = capture_pages(url, tmp_path / "screenshots")
     assert [p.name for p in saved] == [f"{title.lower().replace(' ', '-')}.png" for title in PAGES]
     assert all(p.stat().st_size > 20_000 for p in saved)  # rendered pages, not blank ones

@@ -16,12 +16,12 @@ APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["leaderboard", "samples", "paths", "sweeps", "robustness", "live", "jobs"]
 
 
-def open_page(page: str, lab: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> AppTest:
+def open_page(page: str, lab: Path | str, monkeypatch: pytest.MonkeyPatch, **env: str) -> AppTest:
     monkeypatch.setenv("DIFFUSION_LAB", str(lab))
     monkeypatch.setenv("DIFFUSION_SERVE_URL", env.get("serve", f"http://127.0.0.1:{free_port()}"))
     monkeypatch.setenv("DIFFUSION_RAY_ADDRESS", env.get("ray", f"http://127.0.0.1:{free_port()}"))
     app = AppTest.from_file(APP, default_timeout=120).run()
-    app.switch_page(f"pages/{page}.py").run()
+    app.switch_page(f"views/{page}.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 
@@ -30,7 +30,7 @@ def figures(app: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
 
 
-def test_leaderboard_ranks_five_models_against_the_floor(smoke_lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_leaderboard_ranks_five_models_against_the_floor(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_page("leaderboard", smoke_lab, monkeypatch)
     board = app.dataframe[0].value
     assert len(board) == 5 and board["rank"].tolist() == [1, 2, 3, 4, 5]
@@ -45,14 +45,14 @@ def test_leaderboard_ranks_five_models_against_the_floor(smoke_lab: Path, monkey
     assert not app.exception and set(app.dataframe[0].value.n) == {32}
 
 
-def test_samples_show_grids_side_by_side(smoke_lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_samples_show_grids_side_by_side(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_page("samples", smoke_lab, monkeypatch)
     assert len(app.get("image")) == 2
     app.multiselect[0].set_value(["mlp", "cnn", "unet"]).run()
     assert len(app.get("image")) == 3 and [s.value for s in app.subheader] == ["mlp", "cnn", "unet"]
 
 
-def test_paths_slider_moves_along_the_chain(smoke_lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paths_slider_moves_along_the_chain(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_page("paths", smoke_lab, monkeypatch)
     assert len(app.get("image")) == 2  # x_t, predicted x_0 and the finished sample per chain; the animation
     first = app.caption[0].value
@@ -60,7 +60,7 @@ def test_paths_slider_moves_along_the_chain(smoke_lab: Path, monkeypatch: pytest
     assert not app.exception and app.caption[0].value != first and "t = 0" in app.caption[0].value
 
 
-def test_sweeps_list_every_trial_and_draw_their_curves(smoke_lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweeps_list_every_trial_and_draw_their_curves(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     trials = LabStore(smoke_lab).read_table("trials")
     app = open_page("sweeps", smoke_lab, monkeypatch)
     table = app.dataframe[0].value
@@ -71,7 +71,7 @@ def test_sweeps_list_every_trial_and_draw_their_curves(smoke_lab: Path, monkeypa
     assert len(app.dataframe[0].value) == 1
 
 
-def test_robustness_names_the_embedding_to_trust_and_draws_bands(smoke_lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_robustness_names_the_embedding_to_trust_and_draws_bands(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_page("robustness", smoke_lab, monkeypatch)
     assert len(app.success) == 1 and len(app.dataframe[0].value) == 3
     [figure] = figures(app)
@@ -81,12 +81,12 @@ def test_robustness_names_the_embedding_to_trust_and_draws_bands(smoke_lab: Path
 
 
 @pytest.fixture(scope="module")
-def serve_url(smoke_lab: Path) -> Iterator[str]:
+def serve_url(smoke_lab: str) -> Iterator[str]:
     with serve_app(smoke_lab) as base:
         yield base
 
 
-def test_live_sampling_shows_the_served_images(smoke_lab: Path, serve_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_sampling_shows_the_served_images(smoke_lab: str, serve_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_page("live", smoke_lab, monkeypatch, serve=serve_url)
     assert "5 model(s) loaded" in app.caption[0].value
     app.number_input[0].set_value(10)
@@ -94,7 +94,7 @@ def test_live_sampling_shows_the_served_images(smoke_lab: Path, serve_url: str, 
     assert not app.exception and len(app.get("image")) == 1
 
 
-def test_live_and_jobs_say_how_to_start_what_is_not_running(smoke_lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_and_jobs_say_how_to_start_what_is_not_running(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     live = open_page("live", smoke_lab, monkeypatch)
     assert "No Serve app answers" in live.warning[0].value and "python -m serve" in live.code[0].value
     jobs = open_page("jobs", smoke_lab, monkeypatch)
