@@ -1,9 +1,13 @@
-"""``python -m cluster.local up | down | status``: a single-node Ray head on this machine, token auth on.
+"""``python -m cluster.local up | join | down | status``: a Ray head on this machine, token auth on.
 
 The dashboard and the job API listen on 127.0.0.1 only. Every request to them, and every
 process joining the cluster, must present the token in ``--token-file`` (Ray's default
 ``~/.ray/auth_token``, created with mode 0600 if missing). Jobs submitted to this head run with
 the Python interpreter that started it, so the project's virtual environment is theirs.
+
+``join --address HOST:PORT`` adds a worker node to a running head (on this machine, or on
+another one that has the same token file); several nodes on one machine make a real multi-node
+cluster for trying placement and node failures.
 """
 
 from __future__ import annotations
@@ -109,6 +113,31 @@ def up(args: argparse.Namespace) -> int:
     return 1
 
 
+def join(args: argparse.Namespace) -> int:
+    """Start a worker node that joins the head at ``--address``; with ``--block``, stay in the foreground."""
+    if not args.address:
+        print("python -m cluster.local: error: join needs --address HOST:PORT (the head's GCS address)", file=sys.stderr)
+        return 2
+    if not args.token_file.exists():
+        print(f"python -m cluster.local: error: token file {args.token_file} does not exist; copy the head's token there",
+              file=sys.stderr)
+        return 2
+    command = [ray_cli(), "start", f"--address={args.address}", f"--node-ip-address={args.node_ip}", "--disable-usage-stats"]
+    if args.num_cpus is not None:
+        command.append(f"--num-cpus={args.num_cpus}")
+    env = {**os.environ, **auth_env(args.token_file)}
+    if args.block:  # the node lives as long as this process (and its process group)
+        os.execve(command[0], [*command, "--block"], env)
+    started = subprocess.run(command, env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        print(started.stdout[-2000:] + started.stderr[-2000:], file=sys.stderr)
+        print(f"python -m cluster.local: error: `ray start --address {args.address}` failed (exit {started.returncode})",
+              file=sys.stderr)
+        return 1
+    print(f"worker node joined {args.address}")
+    return 0
+
+
 def status(args: argparse.Namespace) -> int:
     """Report whether the head answers, its version, and its jobs by status; 1 if it is down."""
     token = args.token_file.read_text().strip() if args.token_file.exists() else None
@@ -138,7 +167,7 @@ def down(args: argparse.Namespace) -> int:
     return stopped.returncode
 
 
-COMMANDS = {"up": up, "down": down, "status": status}
+COMMANDS = {"up": up, "join": join, "down": down, "status": status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=6379, help="the head's GCS port")
     parser.add_argument("--dashboard-port", type=int, default=8265, help="the dashboard and job API port")
     parser.add_argument("--token-file", type=Path, default=DEFAULT_TOKEN_FILE, help="where the token is (created if missing)")
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs the head offers (default: all)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs the node offers (default: all)")
+    parser.add_argument("--address", default=None, help="join: the head's GCS address, HOST:PORT")
+    parser.add_argument("--node-ip", default=HOST, help="join: the IP this node announces (default: loopback)")
+    parser.add_argument("--block", action="store_true", help="join: keep the node in the foreground until killed")
     parser.add_argument("--temp-dir", default=None, help="Ray's session folder (default: Ray's, under /tmp)")
     parser.add_argument("--wait", type=float, default=90.0, help="seconds to wait for the job API after starting")
     args = parser.parse_args(argv)

@@ -1,0 +1,150 @@
+"""A real two-node Ray cluster on this machine (a token-protected head plus a joined worker node).
+
+First a sweep whose two trials land one on each node; then the same sweep again, with the worker
+node killed (its whole process group, SIGKILL) in the middle of a trial: the sweep finishes, the
+lost trial resumes from its last checkpoint on the head, and no report made before the kill is lost.
+The lab store is on S3 (moto), as on a real cluster: the checkpoints outlive the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cluster.local import dashboard_get
+from diffusion.store import LabStore
+from tests.servers import ROOT, clean_env, free_port, run
+
+EVERY = 10  # steps between reports (and checkpoints): report_every_images / batch_size
+PRESET = """
+embeddings: {{vae: {{steps: 60}}, classifier: {{steps: 20}}}}
+sweep: {{num_samples: 2, max_concurrent: 2, resources: {{cpu: 1, gpu: 0}}, eval_every_images: 1280, report_every_images: 320,
+        fd_samples: 64, fd_sampler_steps: 3, grace_images: 10000000, reduction_factor: 2, max_failures: 2}}
+models:
+  unet:
+    model: {{width: 8, depth: 1}}
+    diffusion: {{timesteps: 50}}
+    train: {{steps: {steps}, batch_size: 32, warmup_steps: 2, lr: {{loguniform: [1.0e-3, 3.0e-3]}}}}
+"""
+
+
+def alive_nodes(port: int, token: str) -> dict[str, bool]:
+    """node id -> is it the head, for the nodes the cluster reports alive."""
+    status, body = dashboard_get(port, "/api/v0/nodes?limit=100", token, timeout=10)
+    if status != 200:
+        return {}
+    nodes = json.loads(body)["data"]["result"]["result"]
+    return {n["node_id"]: n["is_head_node"] for n in nodes if n["state"] == "ALIVE"}
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
+    """The first truthy value of ``condition()``, polled until ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def newest_checkpoints(store: LabStore) -> dict[str, int]:
+    """trial folder -> index of its newest checkpoint in the store."""
+    found = {}
+    for trial in store.list_dir("tune/sweep-unet"):
+        indices = [int(n.rsplit("_", 1)[1]) for n in store.list_dir(f"tune/sweep-unet/{trial}") if n.startswith("checkpoint_")]
+        if indices:
+            found[trial] = max(indices)
+    return found
+
+
+def test_trials_use_both_nodes_and_a_lost_node_costs_no_reported_work(tmp_path: Path, s3_bucket: str) -> None:
+    ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")
+    token_file = tmp_path / "token"
+    gcs_port, dashboard_port = free_port(), free_port()
+    env = clean_env(ray_tmp)
+    local = [sys.executable, "-m", "cluster.local"]
+    flags = ["--port", str(gcs_port), "--dashboard-port", str(dashboard_port), "--token-file", str(token_file)]
+    up = run([*local, "up", *flags, "--num-cpus", "1", "--temp-dir", ray_tmp], env)
+    worker_log = open(tmp_path / "worker.log", "w")
+    worker = None
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        token = token_file.read_text().strip()
+        worker = subprocess.Popen([*local, "join", "--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "1", "--block",
+                                   "--token-file", str(token_file)], cwd=ROOT, env=env, start_new_session=True,
+                                  stdout=worker_log, stderr=subprocess.STDOUT)
+        nodes = wait_for(lambda: (n := alive_nodes(dashboard_port, token)) and len(n) == 2 and n, 90, "two alive nodes")
+        head = next(node for node, is_head in nodes.items() if is_head)
+        second = next(node for node, is_head in nodes.items() if not is_head)
+        driver_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file), "RAY_ADDRESS": f"127.0.0.1:{gcs_port}"}
+
+        def sweep(lab: str, steps: int) -> subprocess.Popen:
+            preset = tmp_path / f"two-nodes-{steps}.yaml"
+            preset.write_text(PRESET.format(steps=steps))
+            return subprocess.Popen([sys.executable, "-m", "jobs.sweep", "--preset", str(preset), "--lab", lab], cwd=ROOT,
+                                    env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        # 1. two 1-CPU trials on two 1-CPU nodes: one lands on each
+        placed = LabStore(f"{s3_bucket}/two-nodes")
+        first = sweep(placed.root, 60)
+        output = first.communicate(timeout=400)[0]
+        assert first.returncode == 0, output[-4000:]
+        trials = placed.read_table("trials")
+        assert list(trials.status) == ["TERMINATED"] * 2 and set(trials.node_id) == {head, second}, trials.T
+
+        # 2. the same sweep, longer; the worker node is killed once both trials have checkpoints
+        lost = LabStore(f"{s3_bucket}/two-nodes-killed")
+        for model in ("vae", "classifier"):  # the embeddings the first sweep trained
+            for name in placed.list_dir(f"models/{model}"):
+                lost.write_bytes(f"models/{model}/{name}", placed.read_bytes(f"models/{model}/{name}"))
+        steps = 400
+        started = time.monotonic()
+        second_sweep = sweep(lost.root, steps)
+        wait_for(lambda: (c := newest_checkpoints(lost)) and len(c) == 2 and min(c.values()) >= 1, 300,
+                 "both trials to write two checkpoints")
+        killed_at = time.time()
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        output = second_sweep.communicate(timeout=600)[0]
+        wall = time.monotonic() - started
+        assert second_sweep.returncode == 0, output[-4000:]
+        assert len(alive_nodes(dashboard_port, token)) == 1
+
+        trials = lost.read_table("trials").set_index("trial_id")
+        history = lost.read_table("trial_history")
+        assert list(trials.status) == ["TERMINATED"] * 2
+        assert (history.groupby("trial_id").step.max() == steps).all()
+        victim = history[history.trial_id.isin(history[history.node_id == second].trial_id)].sort_values("step")
+        assert victim.trial_id.nunique() == 1, "exactly one trial ran on the killed node"
+        before, after = victim[~victim.resumed.astype(bool)], victim[victim.resumed.astype(bool)]
+        assert set(before.node_id) == {second} and set(after.node_id) == {head}, victim
+        assert list(victim.step) == list(range(EVERY, steps + 1, EVERY)), "a report is missing"
+        restored_from = int(after.step.min()) - EVERY
+        assert restored_from >= EVERY, "the lost trial started again from scratch"
+        redone = int(before.step.max()) - restored_from
+        figures = {"trials_finished": int((trials.status == "TERMINATED").sum()), "trials": len(trials),
+                   "reports_lost": 0, "steps_per_trial": steps, "killed_at_step": int(before.step.max()),
+                   "resumed_from_step": restored_from, "reported_steps_redone": redone,
+                   "resumed_report_after_kill_s": round(float(after.timestamp.min()) - killed_at, 1),
+                   "sweep_wall_s": round(wall, 1)}
+        print(f"[reliability] {json.dumps(figures)}")
+        (tmp_path / "reliability.json").write_text(json.dumps(figures))
+    finally:
+        if worker is not None and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker_log.close()
+        run([*local, "down", *flags], env)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
