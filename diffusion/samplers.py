@@ -165,9 +165,67 @@ def ddim(
         yield SamplerStep(index, t, t_prev, x, x0)
 
 
+def _dpm_solver_coefficients(schedule: NoiseSchedule, steps: int) -> list[tuple[int, int, float, float, float]]:
+    """(t, t_prev, sigma_prev / sigma_t, alpha_prev (1 - e^{-h}), r = h_last / h) per step, in float64, before the loop.
+
+    alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar) and lambda = log(alpha / sigma); h is
+    the step in lambda. r = 0 marks a first-order step: the first one (no history), the one
+    landing on level 0 (the largest step in lambda, where extrapolating from the previous
+    prediction overshoots; diffusers' ``lower_order_final``) and the last one, to the clean image.
+    """
+    coefficients, h_last = [], None
+    for t, t_prev, ab, ab_prev in _level_pairs(schedule, steps):
+        alpha_prev, sigma, sigma_prev = np.sqrt(ab_prev), np.sqrt(1.0 - ab), np.sqrt(1.0 - ab_prev)
+        if t_prev < 0:
+            coefficients.append((t, t_prev, 0.0, float(alpha_prev), 0.0))
+            continue
+        h = np.log(alpha_prev / sigma_prev) - np.log(np.sqrt(ab) / sigma)
+        r = 0.0 if h_last is None or t_prev == 0 else h_last / h
+        coefficients.append((t, t_prev, float(sigma_prev / sigma), float(alpha_prev * -np.expm1(-h)), float(r)))
+        h_last = h
+    return coefficients
+
+
+@torch.inference_mode()
+def dpm_solver_2m(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    generator: Noise,
+    steps: int | None = 20,
+    eta: float = 0.0,
+    variance: str = "beta_tilde",
+    clip: bool = True,
+    precision: str = "auto",
+) -> Iterator[SamplerStep]:
+    """DPM-Solver++(2M), Lu et al. 2022 ("DPM-Solver++", Algorithm 2): a second-order multistep
+    solver of the diffusion ODE in its data-prediction form.
+
+    x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^{-h}) D, with D = x0_hat on a
+    first-order step (the first, and the one landing on level 0) and D = (1 + 1 / 2r) x0_hat_t
+    - (1 / 2r) x0_hat_last otherwise (r = h_last / h). The step to the clean image returns x0_hat.
+    Deterministic: ``eta`` must be 0; ``generator`` and ``variance`` are unused.
+    """
+    if eta != 0:
+        raise ConfigError(f"dpmpp2m is a deterministic ODE solver: eta must be 0, got {eta}")
+    batch = x_T.shape[0]
+    x, x0_last = x_T, None
+    for index, (t, t_prev, ratio, gain, r) in enumerate(_dpm_solver_coefficients(schedule, steps or schedule.timesteps)):
+        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
+        x0, _eps = _predict(model, schedule, x, t_batch, precision, clip)
+        if t_prev < 0:
+            x = x0
+        else:
+            direction = x0 if x0_last is None or r == 0 else (1 + 0.5 / r) * x0 - (0.5 / r) * x0_last
+            x = ratio * x + gain * direction
+        x0_last = x0
+        yield SamplerStep(index, t, t_prev, x, x0)
+
+
 Sampler = Callable[..., Iterator[SamplerStep]]
 
-SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim}
+SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim, "dpmpp2m": dpm_solver_2m}
+DEFAULT_STEPS: dict[str, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20}  # None: all T levels
 
 
 def get_sampler(name: str) -> Sampler:
@@ -318,8 +376,9 @@ def denoising_paths(
 
 
 def default_steps(sampler: str, schedule: NoiseSchedule) -> int:
-    """Steps a sampler takes when none are given: all T for DDPM, 50 (or T if fewer) for DDIM."""
-    return schedule.timesteps if sampler == "ddpm" else min(50, schedule.timesteps)
+    """Steps a sampler takes when none are given: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++ (at most T)."""
+    steps = DEFAULT_STEPS.get(sampler)
+    return schedule.timesteps if steps is None else min(steps, schedule.timesteps)
 
 
 def _image_shape(model: nn.Module) -> tuple[int, int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from diffusion.samplers import SAMPLERS
 
@@ -23,10 +23,18 @@ class SamplingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(description="a hosted model's name (GET /models)")
-    sampler: SamplerName = Field("ddim", description="ddpm (ancestral) or ddim")
-    steps: int | None = Field(None, ge=1, description="sampling steps, 1 to the model's T; null: 50 for DDIM, T for DDPM")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM noise (0 deterministic, 1 like DDPM); ignored by ddpm")
+    sampler: SamplerName = Field("ddim", description="ddpm (ancestral), ddim, or dpmpp2m (DPM-Solver++ 2M)")
+    steps: int | None = Field(None, ge=1, description="sampling steps, 1 to the model's T; null: 50 for DDIM, 20 for "
+                                                       "DPM-Solver++, T for DDPM")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM noise (0 deterministic, 1 like DDPM); ignored by ddpm; "
+                                                       "must be 0 for dpmpp2m")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed and settings give the same images")
+
+    @model_validator(mode="after")
+    def _deterministic_solver(self) -> SamplingSettings:
+        if self.sampler == "dpmpp2m" and self.eta != 0:
+            raise ValueError(f"eta: dpmpp2m is a deterministic solver and takes eta = 0, got {self.eta}")
+        return self
 
 
 class SampleRequest(SamplingSettings):

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard.http_client import request
 from dashboard.page_tools import settings
+from diffusion.samplers import SAMPLERS
 
 st.title("Live sampling")
 url = settings().serve_url
@@ -22,7 +23,7 @@ with st.form("sample"):
     name = st.selectbox("Model", names)
     timesteps = next(m["timesteps"] for m in models if m["name"] == name)
     left, middle, right = st.columns(3)
-    sampler = left.selectbox("Sampler", ["ddim", "ddpm"])
+    sampler = left.selectbox("Sampler", list(SAMPLERS), help="dpmpp2m: DPM-Solver++(2M), good at 10-20 steps")
     steps = middle.number_input("Steps", 1, 1000, 50, help="at most the model's T")
     seed = right.number_input("Seed", 0, 2**32 - 1, 0)
     num_images = st.slider("Images", 1, 64, 16)

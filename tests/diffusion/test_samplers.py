@@ -32,9 +32,10 @@ def tiny() -> tuple[nn.Module, NoiseSchedule]:
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_a_fixed_seed_repeats_and_another_seed_differs(sampler: str, tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     model, schedule = tiny
-    a = sample(model, schedule, 6, sampler=sampler, steps=10, eta=0.5, seed=3, precision="fp32")
-    b = sample(model, schedule, 6, sampler=sampler, steps=10, eta=0.5, seed=3, precision="fp32")
-    c = sample(model, schedule, 6, sampler=sampler, steps=10, eta=0.5, seed=4, precision="fp32")
+    eta = 0.0 if sampler == "dpmpp2m" else 0.5  # the ODE solver is deterministic given x_T
+    a = sample(model, schedule, 6, sampler=sampler, steps=10, eta=eta, seed=3, precision="fp32")
+    b = sample(model, schedule, 6, sampler=sampler, steps=10, eta=eta, seed=3, precision="fp32")
+    c = sample(model, schedule, 6, sampler=sampler, steps=10, eta=eta, seed=4, precision="fp32")
     assert a.shape == (6, 1, 28, 28)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
@@ -56,13 +57,44 @@ def test_ddim_with_eta_one_over_all_steps_is_ddpm(tiny: tuple[nn.Module, NoiseSc
     torch.testing.assert_close(ddpm, ddim, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("sampler,steps", [("ddpm", 100), ("ddpm", 20), ("ddim", 10), ("ddim", 3)])
+@pytest.mark.parametrize("sampler,steps", [("ddpm", 100), ("ddpm", 20), ("ddim", 10), ("ddim", 3), ("dpmpp2m", 10), ("dpmpp2m", 2)])
 def test_with_a_perfect_denoiser_every_sampler_lands_on_the_data(sampler: str, steps: int) -> None:
     schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=100))
     target = torch.linspace(-0.9, 0.9, 28 * 28).view(1, 1, 28, 28)
     oracle = OracleDenoiser(schedule, target)
     out = sample(oracle, schedule, 3, sampler=sampler, steps=steps, eta=1.0 if sampler == "ddpm" else 0.0, precision="fp32")
     torch.testing.assert_close(out, target.expand(3, -1, -1, -1), atol=1e-3, rtol=0)
+
+
+class GaussianDenoiser(nn.Module):
+    """The exact eps predictor for data x_0 ~ N(mean, std^2 I): x0_hat = E[x_0 | x_t] in closed form."""
+
+    def __init__(self, schedule: NoiseSchedule, mean: float, std: float) -> None:
+        super().__init__()
+        self.schedule, self.mean, self.var = schedule, mean, std**2
+        self.config = denoiser_config("cnn", width=1, depth=1)
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.schedule.sqrt_alpha_bar.double()[t].view(-1, 1, 1, 1)
+        s = self.schedule.sqrt_one_minus_alpha_bar.double()[t].view(-1, 1, 1, 1)
+        x = x.double()
+        x0 = self.mean + a * self.var / (a**2 * self.var + s**2) * (x - a * self.mean)
+        return ((x - a * x0) / s).float()
+
+
+def test_dpm_solver_converges_faster_than_ddim() -> None:
+    """On Gaussian data the exact denoiser is known; DDIM over all 1,000 levels is the ODE's solution."""
+    schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=1000, schedule="cosine"))
+    oracle = GaussianDenoiser(schedule, mean=0.1, std=0.3)
+    run = {"num_images": 8, "seed": 0, "precision": "fp32", "clip": False}
+    exact = sample(oracle, schedule, sampler="ddim", steps=1000, **run)
+    error = {(name, steps): (sample(oracle, schedule, sampler=name, steps=steps, **run) - exact).abs().max().item()
+             for name in ("ddim", "dpmpp2m") for steps in (10, 20, 50)}
+    assert error["dpmpp2m", 20] < error["ddim", 20] / 2 and error["dpmpp2m", 50] < error["ddim", 50] / 4, error
+    assert error["dpmpp2m", 20] < error["dpmpp2m", 10] / 2.5, error  # second order: half the step, a quarter of the error
+    with pytest.raises(ConfigError, match="eta must be 0"):
+        sample(oracle, schedule, 2, sampler="dpmpp2m", eta=0.5)
 
 
 def test_timestep_sequence_starts_at_pure_noise_and_descends() -> None:
@@ -93,7 +125,7 @@ def test_denoising_paths_keep_evenly_spaced_snapshots(tiny: tuple[nn.Module, Noi
 
 def test_unknown_sampler_names_the_accepted_ones(tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     model, schedule = tiny
-    with pytest.raises(ConfigError, match="unknown sampler 'euler'; accepted: ddpm, ddim"):
+    with pytest.raises(ConfigError, match="unknown sampler 'euler'; accepted: ddpm, ddim, dpmpp2m"):
         sample(model, schedule, 1, sampler="euler")
 
 

@@ -126,6 +126,7 @@ def test_path_returns_a_strip_or_an_animation(server: str) -> None:
         ("/sample", {"model": "unet", "steps": 51}, 422, "steps: must be between 1 and 50"),
         ("/sample", {"model": "unet", "sampler": "euler"}, 422, "sampler"),
         ("/sample", {"model": "unet", "eta": 2}, 422, "eta"),
+        ("/sample", {"model": "unet", "sampler": "dpmpp2m", "eta": 0.5}, 422, "eta: dpmpp2m is a deterministic solver"),
         ("/sample", {"model": "unet", "seed": -1}, 422, "seed"),
         ("/sample", {"model": "unet", "format": "bmp"}, 422, "format"),
         ("/sample", {"model": "unet", "nimages": 3}, 422, "nimages"),
