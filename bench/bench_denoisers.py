@@ -1,10 +1,12 @@
-"""Speed of the five denoisers on this machine, side by side in one run.
+"""Speed of the five denoisers and of diffusers' UNet2DModel on this machine, side by side in one run.
 
-For each registered denoiser at its default size: training images/s at batch 128 through the
-real training loop (fp32 and bf16 autocast), and sampling network evaluations per second
-(image-evaluations: batch x steps / s) through the real DDIM generator at batch 250.
+For each network: training images/s at batch 128 through our training loop (AdamW, clipping,
+EMA, the same loss), fp32 and bf16 autocast; sampling network evaluations per second (images x
+steps / s) through our DDIM loop at batch 250. The diffusers rows (the ``bench`` extra) are
+UNet2DModel in the configuration commonly used for 28x28 digits: block_out_channels
+(32, 64, 64), attention at the two lower levels, 2 or 1 layers per block.
 
-    python bench/bench_denoisers.py [--batch 128] [--sample-batch 250] [--seconds 8]
+    python bench/bench_denoisers.py [--batch 128] [--sample-batch 250] [--seconds 8] [--no-diffusers]
 """
 
 from __future__ import annotations
@@ -12,22 +14,27 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
+from torch import nn
 
-from diffusion.config import DiffusionConfig, RunConfig, TrainConfig
+from diffusion.config import DiffusionConfig, TrainConfig
 from diffusion.data import load_embedded_mnist
 from diffusion.device import pick_device
-from diffusion.models import DENOISERS, denoiser_config, parameter_count
-from diffusion.recipe import build_denoiser_run
+from diffusion.losses import diffusion_loss
+from diffusion.models import DENOISERS, build_denoiser, denoiser_config, parameter_count
 from diffusion.samplers import sample
+from diffusion.schedules import NoiseSchedule
+from diffusion.training import Trainer
 
 
-def train_rate(arch: str, precision: str, batch: int, seconds: float, data: torch.Tensor, device: torch.device) -> float:
+def train_rate(build: Callable[[], nn.Module], precision: str, batch: int, seconds: float, data: torch.Tensor,
+               device: torch.device) -> float:
     """Training images/s after two warm-up steps, measured over about ``seconds``."""
-    run = RunConfig(model=denoiser_config(arch), diffusion=DiffusionConfig(),
-                    train=TrainConfig(steps=10_000, batch_size=batch, precision=precision))
-    trainer = build_denoiser_run(run, device, data).trainer
+    schedule = NoiseSchedule.from_config(DiffusionConfig()).to(device)
+    trainer = Trainer(build(), diffusion_loss(schedule), data, TrainConfig(steps=10_000, batch_size=batch, precision=precision), device)
     for _ in range(2):
         trainer.train_step()
     steps, start = 0, time.perf_counter()
@@ -37,15 +44,23 @@ def train_rate(arch: str, precision: str, batch: int, seconds: float, data: torc
     return steps * batch / (time.perf_counter() - start)
 
 
-def sample_rate(arch: str, precision: str, batch: int, device: torch.device) -> float:
+def sample_rate(build: Callable[[], nn.Module], precision: str, batch: int, device: torch.device) -> float:
     """Network evaluations of one image per second through 10 DDIM steps."""
-    run = RunConfig(model=denoiser_config(arch))
-    job = build_denoiser_run(run, device, torch.zeros(1, 1, 28, 28))
-    model, schedule = job.ema_model, job.schedule
+    model = build().to(device)
+    schedule = NoiseSchedule.from_config(DiffusionConfig()).to(device)
     sample(model, schedule, batch, steps=2, precision=precision, batch_size=batch)  # warm-up
     start = time.perf_counter()
     sample(model, schedule, batch, steps=10, precision=precision, batch_size=batch)
     return 10 * batch / (time.perf_counter() - start)
+
+
+def diffusers_unet(layers_per_block: int) -> nn.Module:
+    """diffusers' UNet2DModel behind our denoiser interface, with the image shape our samplers read."""
+    from reference import DiffusersUNet  # bench/reference.py, beside this script
+
+    model = DiffusersUNet(layers_per_block)
+    model.config = SimpleNamespace(image_channels=1, image_size=28)
+    return model
 
 
 def cpu_name() -> str:
@@ -63,22 +78,27 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=250)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-diffusers", action="store_true", help="skip the diffusers rows")
     args = parser.parse_args()
     device = pick_device(args.device)
     data = load_embedded_mnist("train").images
+    networks: dict[str, Callable[[], nn.Module]] = {f"`{arch}`": (lambda a=arch: build_denoiser(denoiser_config(a))) for arch in DENOISERS}
+    if not args.no_diffusers:
+        networks["diffusers UNet2DModel, 2 layers/block"] = lambda: diffusers_unet(2)
+        networks["diffusers UNet2DModel, 1 layer/block"] = lambda: diffusers_unet(1)
     print(f"# {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}")
     print(f"# training batch {args.batch}; sampling batch {args.sample_batch}, DDIM")
-    header = ["model", "parameters", "train fp32 img/s", "train bf16 img/s", "bf16 speed-up",
+    header = ["network", "parameters", "train fp32 img/s", "train bf16 img/s", "bf16 speed-up",
               "sample fp32 evals/s", "sample bf16 evals/s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for arch in DENOISERS:
-        params = parameter_count(build_denoiser_run(RunConfig(model=denoiser_config(arch)), device, data[:1]).trainer.model)
-        fp32 = train_rate(arch, "fp32", args.batch, args.seconds, data, device)
-        bf16 = train_rate(arch, "bf16", args.batch, args.seconds, data, device)
-        s32 = sample_rate(arch, "fp32", args.sample_batch, device)
-        s16 = sample_rate(arch, "bf16", args.sample_batch, device)
-        print(f"| `{arch}` | {params:,} | {fp32:,.0f} | {bf16:,.0f} | {bf16 / fp32:.2f}x | {s32:,.0f} | {s16:,.0f} |", flush=True)
+    for name, build in networks.items():
+        fp32 = train_rate(build, "fp32", args.batch, args.seconds, data, device)
+        bf16 = train_rate(build, "bf16", args.batch, args.seconds, data, device)
+        s32 = sample_rate(build, "fp32", args.sample_batch, device)
+        s16 = sample_rate(build, "bf16", args.sample_batch, device)
+        print(f"| {name} | {parameter_count(build()):,} | {fp32:,.0f} | {bf16:,.0f} | {bf16 / fp32:.2f}x | {s32:,.0f} | {s16:,.0f} |",
+              flush=True)
 
 
 if __name__ == "__main__":
