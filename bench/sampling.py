@@ -1,0 +1,83 @@
+"""What the sampler benchmarks share: FD / floor at N against the held-out digits, and a timed table of sampler settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffusion.data import load_real_sets
+from diffusion.embeddings.loading import load_embedder
+from diffusion.metrics.frechet import frechet_distance
+from diffusion.metrics.scoring import real_floor
+from diffusion.samplers import sample
+from diffusion.schedules import NoiseSchedule
+from diffusion.store import LabStore
+from reference import DiffusersDDIM  # bench/reference.py, beside this file
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of a sampler table: ours or diffusers' DDIM, a sampler, its steps (None: all T) and eta."""
+
+    sampler: str
+    steps: int | None = None
+    eta: float = 0.0
+    implementation: str = "ours"
+
+    @property
+    def label(self) -> str:
+        steps = "T" if self.steps is None else str(self.steps)
+        eta = f", eta {self.eta:g}" if self.eta and self.sampler == "ddim" else ""
+        prefix = "" if self.implementation == "ours" else "diffusers "
+        return f"{prefix}{self.sampler}-{steps}{eta}"
+
+
+class Scorer:
+    """FD / floor at N in the VAE embedding against the held-out digits, the floor computed once."""
+
+    def __init__(self, store: LabStore, n: int, device: torch.device) -> None:
+        real = load_real_sets("mnist-embedded")
+        self.embedder = load_embedder("vae", store, device)
+        self.n = min(n, len(real.test))
+        self.test_stats = self.embedder.stats(real.test[: self.n])
+        self.floor = real_floor(real.pool, self.embedder, self.n, draws=5)
+
+    def __call__(self, images: torch.Tensor) -> dict[str, float]:
+        fd = frechet_distance(self.embedder.stats(images[: self.n]), self.test_stats).fd
+        return {"fd": fd, "ratio": self.floor.ratio(fd)}
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """(fn(), seconds), with the device synchronised around it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    value = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return value, time.perf_counter() - start
+
+
+def sampler_rows(model: nn.Module, schedule: NoiseSchedule, schedule_name: str, prediction: str, settings: Sequence[Setting],
+                 scorer: Scorer, batch: int, device: torch.device) -> list[dict[str, Any]]:
+    """FD / floor at the scorer's N and images/s of each setting, on ``model``."""
+    reference = DiffusersDDIM(schedule_name, prediction, schedule.timesteps)
+    sample(model, schedule, 8, "ddim", 2)  # warm-up
+    rows = []
+    for setting in settings:
+        if setting.implementation == "ours":
+            run = lambda: sample(model, schedule, scorer.n, setting.sampler, setting.steps, setting.eta, seed=1,  # noqa: E731
+                                 batch_size=batch)
+        else:
+            run = lambda: reference.sample(model, scorer.n, setting.steps or schedule.timesteps, seed=1, batch_size=batch)  # noqa: E731
+        images, seconds = timed(run, device)
+        rows.append({"setting": setting.label, "implementation": setting.implementation, "sampler": setting.sampler,
+                     "steps": setting.steps or schedule.timesteps, "eta": setting.eta, "images_per_s": scorer.n / seconds,
+                     **scorer(images)})
+        print(f"  {setting.label}: FD/floor {rows[-1]['ratio']:.2f}, {rows[-1]['images_per_s']:.0f} img/s", flush=True)
+    return rows
