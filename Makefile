@@ -24,7 +24,8 @@ run: setup  ## the main job: sweep the five denoisers on the embedded MNIST subs
 test: setup  ## the whole test suite
 	$(PY) -m pytest
 
-bench: setup  ## the README's benchmark tables: denoiser speed, then FD against the pytorch-fid formula
+bench: setup  ## the README's CPU benchmark tables: denoisers against diffusers, then FD against the pytorch-fid formula
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/bench_denoisers.py
 	$(PY) bench/bench_frechet.py
 

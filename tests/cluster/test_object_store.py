@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import boto3
 import pytest
 from ray import tune
 
-from diffusion.store import LabStore, LabStoreError
+from diffusion.store import LabStore, LabStoreError, default_lab
 from jobs.trainable import STATE_FILE
 from tests.servers import ROOT
 
@@ -52,3 +53,15 @@ def test_a_bucket_that_does_not_exist_is_named_before_any_training(s3_bucket: st
     result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--preset", "smoke", "--lab", "s3://no-such-bucket/lab"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_ADDRESS": ""})
     assert result.returncode == 2 and "s3://no-such-bucket/lab" in result.stderr, result.stderr[-2000:]
+
+
+def test_paths_that_tune_returns_without_a_scheme_become_uris_again(s3_bucket: str, tmp_path: Path) -> None:
+    store = LabStore(f"{s3_bucket}/lab")
+    bucket = s3_bucket.removeprefix("s3://")
+    assert store.uri_of(f"{bucket}/lab/tune/sweep-unet/trial/checkpoint_000001") == f"{s3_bucket}/lab/tune/sweep-unet/trial/checkpoint_000001"
+    assert LabStore(tmp_path).uri_of(str(tmp_path / "tune")) == str(tmp_path / "tune")
+
+
+def test_the_lab_defaults_to_the_environment_variable_then_to_dot_lab() -> None:
+    assert default_lab({"DIFFUSION_LAB": "s3://bucket/lab"}) == "s3://bucket/lab"
+    assert default_lab({"DIFFUSION_LAB": ""}) == default_lab({}) == "./lab"
