@@ -177,6 +177,8 @@ def check_evaluate_settings(settings: EvaluateSettings, where: str) -> EvaluateS
         _positive(setting.num_images, f"{at}.num_images", 2)
         if not 0.0 <= setting.eta <= 1.0:
             raise ConfigError(f"{at}.eta must be between 0 and 1, got {setting.eta}")
+        if setting.sampler == "dpmpp2m" and setting.eta != 0:
+            raise ConfigError(f"{at}.eta: dpmpp2m is a deterministic solver and takes eta = 0, got {setting.eta}")
     for embedding in settings.embeddings:
         try:
             check_embedding(embedding)

@@ -128,6 +128,7 @@ def test_an_empty_lab_says_to_sweep_first(tmp_path: Path, capsys) -> None:
         ("evaluate: {robustness: {corruptions: [blur]}}\n", "unknown corruption 'blur'"),
         ("evaluate: {num_images: 1}\n", "evaluate.num_images must be at least 2, got 1"),
         ("evaluate: {samplers: [{sampler: ddim, eta: 2}]}\n", "eta must be between 0 and 1"),
+        ("evaluate: {samplers: [{sampler: dpmpp2m, eta: 0.5}]}\n", "samplers[0].eta: dpmpp2m is a deterministic solver"),
         ("evaluate: {sampler: ddim}\n", "unknown key(s) ['sampler']"),
     ],
 )
