@@ -84,9 +84,10 @@ def _level_pairs(schedule: NoiseSchedule, steps: int) -> list[tuple[int, int, fl
 
 
 def _predict(
-    model: nn.Module, schedule: NoiseSchedule, x: torch.Tensor, t: torch.Tensor, precision: str, clip: bool
+    model: nn.Module, schedule: NoiseSchedule, x: torch.Tensor, level: int, precision: str, clip: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_0, eps) from one network evaluation; x_0 clipped to [-1, 1] (and eps made consistent)."""
+    """(x_0, eps) from one network evaluation at ``level`` for the whole batch; x_0 clipped to [-1, 1] (and eps made consistent)."""
+    t = torch.full((x.shape[0],), level, device=x.device, dtype=torch.long)
     with autocast(x.device, precision):
         output = model(x, t).float()
     x0, eps = schedule.split_prediction(output, x, t)
@@ -118,15 +119,13 @@ def ddpm(
     """
     if variance not in DDPM_VARIANCES:
         raise ConfigError(f"variance {variance!r} is not one of {list(DDPM_VARIANCES)}")
-    batch = x_T.shape[0]
     x = x_T
     for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps or schedule.timesteps)):
         beta = 1.0 - ab / ab_prev
         coef_x0 = np.sqrt(ab_prev) * beta / (1.0 - ab)
         coef_xt = np.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)
         sigma2 = beta * (1.0 - ab_prev) / (1.0 - ab) if variance == "beta_tilde" else beta
-        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
-        x0, _eps = _predict(model, schedule, x, t_batch, precision, clip)
+        x0, _eps = _predict(model, schedule, x, t, precision, clip)
         x = coef_x0 * x0 + coef_xt * x
         if t_prev >= 0:
             x = x + float(np.sqrt(sigma2)) * draw_noise(x.shape, generator, x.device)
@@ -152,13 +151,11 @@ def ddim(
     """
     if eta < 0:
         raise ConfigError(f"eta must be >= 0, got {eta}")
-    batch = x_T.shape[0]
     x = x_T
     for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps or schedule.timesteps)):
         sigma = eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab)) * np.sqrt(1.0 - ab / ab_prev)
         direction = float(np.sqrt(max(0.0, 1.0 - ab_prev - sigma**2)))
-        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
-        x0, eps = _predict(model, schedule, x, t_batch, precision, clip)
+        x0, eps = _predict(model, schedule, x, t, precision, clip)
         x = float(np.sqrt(ab_prev)) * x0 + direction * eps
         if sigma > 0 and t_prev >= 0:
             x = x + float(sigma) * draw_noise(x.shape, generator, x.device)
@@ -206,13 +203,10 @@ def dpm_solver_2m(
     - (1 / 2r) x0_hat_last otherwise (r = h_last / h). The step to the clean image returns x0_hat.
     Deterministic: ``eta`` must be 0; ``generator`` and ``variance`` are unused.
     """
-    if eta != 0:
-        raise ConfigError(f"dpmpp2m is a deterministic ODE solver: eta must be 0, got {eta}")
-    batch = x_T.shape[0]
+    check_eta("dpmpp2m", eta)
     x, x0_last = x_T, None
     for index, (t, t_prev, ratio, gain, r) in enumerate(_dpm_solver_coefficients(schedule, steps or schedule.timesteps)):
-        t_batch = torch.full((batch,), t, device=x.device, dtype=torch.long)
-        x0, _eps = _predict(model, schedule, x, t_batch, precision, clip)
+        x0, _eps = _predict(model, schedule, x, t, precision, clip)
         if t_prev < 0:
             x = x0
         else:
@@ -223,6 +217,13 @@ def dpm_solver_2m(
 
 
 Sampler = Callable[..., Iterator[SamplerStep]]
+DETERMINISTIC: frozenset[str] = frozenset({"dpmpp2m"})  # ODE solvers: no noise to scale
+
+
+def check_eta(sampler: str, eta: float) -> None:
+    """A ConfigError if ``sampler`` is a deterministic solver and ``eta`` is not 0 (Serve, presets and the solver share it)."""
+    if sampler in DETERMINISTIC and eta != 0:
+        raise ConfigError(f"{sampler} is a deterministic solver: eta must be 0, got {eta}")
 
 SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim, "dpmpp2m": dpm_solver_2m}
 DEFAULT_STEPS: dict[str, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20}  # None: all T levels

@@ -22,7 +22,7 @@ from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
 from diffusion.metrics.robustness import DEFAULT_SEVERITIES
 from diffusion.models import DENOISERS, denoiser_config
 from diffusion.recipe import validate_run_config
-from diffusion.samplers import get_sampler
+from diffusion.samplers import check_eta, get_sampler
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 SECTIONS: dict[str, type] = {"model": object, "diffusion": DiffusionConfig, "train": TrainConfig}
@@ -177,8 +177,10 @@ def check_evaluate_settings(settings: EvaluateSettings, where: str) -> EvaluateS
         _positive(setting.num_images, f"{at}.num_images", 2)
         if not 0.0 <= setting.eta <= 1.0:
             raise ConfigError(f"{at}.eta must be between 0 and 1, got {setting.eta}")
-        if setting.sampler == "dpmpp2m" and setting.eta != 0:
-            raise ConfigError(f"{at}.eta: dpmpp2m is a deterministic solver and takes eta = 0, got {setting.eta}")
+        try:
+            check_eta(setting.sampler, setting.eta)
+        except ConfigError as error:
+            raise ConfigError(f"{at}.eta: {error}") from error
     for embedding in settings.embeddings:
         try:
             check_embedding(embedding)

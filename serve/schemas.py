@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from diffusion.samplers import SAMPLERS
+from diffusion.config import ConfigError
+from diffusion.samplers import SAMPLERS, check_eta
 
 MAX_IMAGES = 256
 """Most images one /sample request may ask for."""
@@ -32,8 +33,10 @@ class SamplingSettings(BaseModel):
 
     @model_validator(mode="after")
     def _deterministic_solver(self) -> SamplingSettings:
-        if self.sampler == "dpmpp2m" and self.eta != 0:
-            raise ValueError(f"eta: dpmpp2m is a deterministic solver and takes eta = 0, got {self.eta}")
+        try:
+            check_eta(self.sampler, self.eta)
+        except ConfigError as error:
+            raise ValueError(f"eta: {error}") from error
         return self
 
 
