@@ -145,12 +145,13 @@ def main() -> None:
         curves[name], _ = train_curve(unet_run(RECIPES[name], args.steps, args.lr), data, scorer, args.eval_every, device)
     best = min(curves, key=lambda n: min(p["ratio"] for p in curves[n]))
     print(f"[study] best recipe: {best}", flush=True)
-    budgets, jobs = [], {}
+    budgets, jobs = [], []
     for steps in args.budgets:
-        points, jobs[steps] = train_curve(unet_run(RECIPES[best], steps, args.lr), data, scorer, steps, device)
+        points, job = train_curve(unet_run(RECIPES[best], steps, args.lr), data, scorer, steps, device)
         budgets.append(points[-1])
-    best_budget = min(args.budgets, key=lambda s: next(b["ratio"] for b in budgets if b["step"] == s))
-    job = jobs[best_budget]
+        jobs.append(job)
+    best_index = min(range(len(budgets)), key=lambda i: budgets[i]["ratio"])
+    job, best_budget = jobs[best_index], args.budgets[best_index]
     print(f"[study] samplers on the {best_budget}-step run of {best}", flush=True)
     samplers = sampler_table(job, scorer, device, args.batch)
 
