@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -15,7 +16,10 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given."""
+    """``auto`` is CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as given.
+
+    For standalone runs only: work that Ray placed takes ``assigned_device`` instead.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -25,6 +29,25 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use auto or cpu")
     return device
+
+
+def assigned_device(gpu_ids: Sequence[int | str], visible_devices: str | None = None) -> torch.device:
+    """The device of work that a scheduler (Ray) placed: its first assigned GPU, else the CPU.
+
+    The one rule for every trial, task and replica. Work that reserved no GPU computes on the
+    CPU even where CUDA is visible (Ray 2.60 no longer hides the GPUs from it); work that
+    reserved a logical GPU on a machine without CUDA (``ray.init(num_gpus=1)`` on a laptop)
+    computes on the CPU too. Ray masks CUDA_VISIBLE_DEVICES to the assigned ids, so the id's
+    position in that list (``visible_devices``, default the environment's) is its CUDA index.
+    """
+    if not gpu_ids or not torch.cuda.is_available():
+        return torch.device("cpu")
+    first = str(gpu_ids[0])
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "") if visible_devices is None else visible_devices
+    listed = [v.strip() for v in visible.split(",") if v.strip()]
+    if first in listed:
+        return torch.device("cuda", listed.index(first))
+    return torch.device("cuda", int(first) if first.isdigit() and not listed else 0)
 
 
 @functools.cache
