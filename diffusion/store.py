@@ -7,6 +7,7 @@ This module is the only code that knows the layout; every reader and writer goes
     <root>/models/<name>/<image>.png|.gif      sample grid, denoising paths
     <root>/tables/<name>.parquet               result tables
     <root>/runs/<name>/state.pt                resume state of a standalone training run
+    <root>/data/<dataset>.safetensors|.json    a data set's copy for the nodes, and its checksum
     <root>/tune/                               Ray Tune's storage_path
 
 Writes are atomic: a temporary file renamed into place on local disks, a single put on
@@ -253,4 +254,12 @@ class LabStore:
     def run_state_path(self, name: str) -> str:
         """Relative path of a standalone run's resume state (torch.save, loaded weights_only)."""
         return f"runs/{check_name(name, 'run name')}/state.pt"
+
+    def dataset_path(self, name: str) -> str:
+        """Relative path of a data set's copy (safetensors: uint8 pixels and labels per split)."""
+        return f"data/{check_name(name, 'data set name')}.safetensors"
+
+    def dataset_manifest_path(self, name: str) -> str:
+        """Relative path of a data set copy's manifest (sizes and SHA-256)."""
+        return f"data/{check_name(name, 'data set name')}.json"
 
