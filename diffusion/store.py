@@ -4,45 +4,96 @@ This module is the only code that knows the layout; every reader and writer goes
 
     <root>/models/<name>/weights.safetensors   weights (safetensors, never a pickle)
     <root>/models/<name>/card.json             config, parameter count, checksum, metrics
+    <root>/models/<name>/metrics/<part>.json   metrics added on object stores (merged by read_card)
     <root>/models/<name>/<image>.png|.gif      sample grid, denoising paths
     <root>/tables/<name>.parquet               result tables
+    <root>/tables/<name>.parts/<part>.parquet  row updates on object stores (merged on read)
     <root>/runs/<name>/state.pt                resume state of a standalone training run
-    <root>/data/<dataset>.safetensors|.json    a data set's copy for the nodes, and its checksum
     <root>/tune/                               Ray Tune's storage_path
+    <root>/.locks/                             lock files of local writers
 
-Writes are atomic: a temporary file renamed into place on local disks, a single put on
-object stores. A model is visible only once its card exists, and the card is written last.
+What a writer can rely on, whatever other processes do to the same store at the same time:
+
+- Every file is written atomically: readers see the old file or the new one, never a mix. Local
+  paths: a temporary file is written, flushed and fsynced, renamed over the target, and the
+  folder is fsynced. Object stores: one PUT.
+- ``update_table(name, rows, key="model")`` replaces the rows of the models in ``rows`` and
+  keeps every other row: no writer loses another's rows. Local paths: a lock file per table
+  (filelock) serialises the read-modify-write. Object stores (pyarrow has no conditional put):
+  each update is a new part file; ``read_table`` applies the base file, then the parts in name
+  order (see diffusion.table_log). When two writers replace rows of the same model, the later
+  part, by its writer's clock, wins. Parts older than COMPACT_AFTER_S are folded into one
+  snapshot part by a later writer; the guarantee needs writers' clocks to agree within that.
+  ``write_table`` replaces a whole table: the last writer wins.
+- A model's card is written after its weights, so a reader never sees a card without its
+  weights. Locally ``export_model`` and ``update_metrics`` of one model hold its lock; on
+  object stores only ``export_model`` writes the card and metrics go to part files. Metrics
+  are tied to the weights they were measured on: ``update_metrics(..., expected_sha256=...)``
+  refuses a card whose weights changed, and an export drops metrics of other weights.
+- Locks are advisory and per machine; a folder shared over NFS relies on the server's flock.
+- Damaged files raise LabStoreError naming the file and the job that rewrites it; stray
+  entries under ``models/`` are listed by ``model_entries`` with the reason, never raised.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
+import logging
 import os
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
-from diffusion.checkpoint import CheckpointError
+from diffusion.checkpoint import CheckpointError, ModelCard, build_from_card, model_card, weights_from_bytes, weights_to_bytes
+from diffusion.table_log import TableOp, fold, op_from_bytes, op_to_bytes, part_name, replace_op
 
-from diffusion.checkpoint import ModelCard, build_from_card, model_card, weights_from_bytes, weights_to_bytes
+log = logging.getLogger(__name__)
 
 LAB_ENV = "DIFFUSION_LAB"  # the lab store every command uses when --lab is not given
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
+METRICS_DIR = "metrics"
+LOCK_TIMEOUT_S = 300.0
+COMPACT_AFTER_S = 600.0  # parts older than this may be folded into a snapshot (object stores)
+COMPACT_MIN_PARTS = 16  # ... once at least this many of them have piled up
+TABLE_JOBS = {
+    "scores": "python -m jobs.evaluate",
+    "trials": "python -m jobs.sweep",
+    "trial_history": "python -m jobs.sweep",
+    "robustness": "python -m jobs.evaluate (or python -m diffusion robustness)",
+    "robustness_summary": "python -m jobs.evaluate (or python -m diffusion robustness)",
+}
+"""Table name -> the command that rewrites it."""
+MODEL_JOBS = "python -m jobs.sweep, or python -m diffusion train / train-embedding --name {name}"
+"""The commands that export (and so rewrite) a model's card and weights."""
 
 
 class LabStoreError(RuntimeError):
     """The store cannot be reached, or holds no such entry; the message names the path."""
+
+
+class InvalidName(LabStoreError, ValueError):
+    """A name that cannot be a path component of the store; the message says what is accepted."""
+
+
+class DamagedFile(LabStoreError, CheckpointError):
+    """A table or card that cannot be parsed; the message names the file and the job that rewrites it."""
+
+
+class StaleMetrics(LabStoreError):
+    """Metrics measured on other weights than the card now has."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +106,20 @@ class StoredModel:
     card: ModelCard
 
 
+@dataclass(frozen=True)
+class ModelEntry:
+    """One entry under ``models/``: its card, or why it is not a usable model."""
+
+    name: str
+    card: ModelCard | None = None
+    error: str | None = None
+
+    @property
+    def available(self) -> bool:
+        """Whether the entry is a model with a readable card."""
+        return self.card is not None
+
+
 def default_lab(environ: Mapping[str, str] | None = None) -> str:
     """The lab store root in $DIFFUSION_LAB (e.g. s3://bucket/lab on a cluster), else ./lab."""
     return (os.environ if environ is None else environ).get(LAB_ENV) or "./lab"
@@ -62,12 +127,25 @@ def default_lab(environ: Mapping[str, str] | None = None) -> str:
 
 def check_name(name: str, what: str = "name") -> str:
     """Names become path components: letters, digits, '_', '-', '.', at most 128, not starting with '.'."""
-    if not NAME_PATTERN.match(name):
-        raise ValueError(
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidName(
             f"{what} {name!r} is not accepted: use letters, digits, '_', '-' and '.', "
             f"starting with a letter or digit, at most 128 characters"
         )
     return name
+
+
+def table_job(name: str) -> str:
+    """The command that rewrites table ``name``."""
+    return TABLE_JOBS.get(name, "the job that wrote it")
+
+
+def _fsync_dir(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class LabStore:
@@ -112,21 +190,34 @@ class LabStore:
 
     # ---- bytes ----------------------------------------------------------------------------
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        """Write ``data`` atomically at ``relpath``."""
+        """Write ``data`` atomically at ``relpath`` (local: fsynced, renamed, folder fsynced; else one PUT)."""
         target = self.path(relpath)
         parent = target.rsplit("/", 1)[0]
         try:
-            self.fs.create_dir(parent, recursive=True)
             if self.is_local:
-                temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
-                with self.fs.open_output_stream(temporary) as stream:
-                    stream.write(data)
-                self.fs.move(temporary, target)
+                self._write_local(parent, target, data)
             else:
+                self.fs.create_dir(parent, recursive=True)
                 with self.fs.open_output_stream(target) as stream:
                     stream.write(data)
         except OSError as error:
             raise LabStoreError(f"cannot write {self.uri(relpath)}: {error}") from error
+
+    @staticmethod
+    def _write_local(parent: str, target: str, data: bytes) -> None:
+        os.makedirs(parent, exist_ok=True)
+        temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
+        _fsync_dir(parent)
 
     def read_bytes(self, relpath: str) -> bytes:
         """The bytes at ``relpath``; a missing file raises LabStoreError naming it."""
@@ -137,6 +228,15 @@ class LabStore:
             raise LabStoreError(f"{self.uri(relpath)} does not exist") from error
         except OSError as error:
             raise LabStoreError(f"cannot read {self.uri(relpath)}: {error}") from error
+
+    def delete(self, relpath: str) -> None:
+        """Remove the file at ``relpath`` (nothing if it is already gone)."""
+        try:
+            self.fs.delete_file(self.path(relpath))
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise LabStoreError(f"cannot delete {self.uri(relpath)}: {error}") from error
 
     def exists(self, relpath: str) -> bool:
         """Whether a file or folder exists at ``relpath``."""
@@ -152,7 +252,10 @@ class LabStore:
     def list_dir(self, relpath: str = "") -> list[str]:
         """Names directly under ``relpath`` (sorted; temporary files hidden; [] if absent)."""
         selector = pafs.FileSelector(self.path(relpath) if relpath else self.base, allow_not_found=True)
-        names = [info.base_name for info in self.fs.get_file_info(selector)]
+        try:
+            names = [info.base_name for info in self.fs.get_file_info(selector)]
+        except OSError as error:
+            raise LabStoreError(f"cannot list {self.uri(relpath)}: {error}") from error
         return sorted(n for n in names if not n.startswith(".tmp-"))
 
     def write_json(self, relpath: str, value: Any) -> None:
@@ -162,6 +265,25 @@ class LabStore:
     def read_json(self, relpath: str) -> Any:
         """Parse the JSON at ``relpath``."""
         return json.loads(self.read_bytes(relpath))
+
+    @contextlib.contextmanager
+    def locked(self, *parts: str) -> Iterator[None]:
+        """Hold the lock file ``.locks/<parts>.lock`` (local paths; object stores take no lock)."""
+        if not self.is_local:
+            yield
+            return
+        path = "/".join([self.base, ".locks", *parts]) + ".lock"
+        os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=LOCK_TIMEOUT_S)
+        except Timeout as error:
+            raise LabStoreError(f"{path} is held by another writer for over {LOCK_TIMEOUT_S:.0f} s; "
+                                f"if no job is writing to {self.root}, delete it") from error
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ---- models ---------------------------------------------------------------------------
     def model_path(self, name: str, filename: str = "") -> str:
@@ -178,33 +300,78 @@ class LabStore:
 
         weights = weights_to_bytes(model)
         card = model_card(kind_of(run), model, run, weights, metrics)
-        self.write_bytes(self.model_path(name, WEIGHTS_FILE), weights)
-        self.write_bytes(self.model_path(name, CARD_FILE), card.to_json())
+        with self.locked("models", check_name(name, "model name")):
+            self.write_bytes(self.model_path(name, WEIGHTS_FILE), weights)
+            self.write_bytes(self.model_path(name, CARD_FILE), card.to_json())
         return card
 
-    def list_models(self, kind: str | None = None) -> list[str]:
-        """Names of the exported models (those with a card), optionally only of one ``kind``."""
-        names = [n for n in self.list_dir("models") if self.exists(self.model_path(n, CARD_FILE))]
-        if kind is None:
-            return names
-        return [n for n in names if self._kind_or_none(n) == kind]
+    def model_entries(self) -> list[ModelEntry]:
+        """Every entry under ``models/`` (sorted): its card, or why it is not a usable model."""
+        return [self._entry(name) for name in self.list_dir("models")]
 
-    def _kind_or_none(self, name: str) -> str | None:
+    def _entry(self, name: str) -> ModelEntry:
         try:
-            return self.read_card(name).kind
-        except (LabStoreError, CheckpointError):
-            return None
+            check_name(name, "model folder name")
+        except InvalidName as error:
+            return ModelEntry(name, error=str(error))
+        if not self.exists(self.model_path(name, CARD_FILE)):
+            return ModelEntry(name, error=f"{self.uri(self.model_path(name))} has no {CARD_FILE}: "
+                                          f"not a model, or its export did not finish")
+        try:
+            return ModelEntry(name, self.read_card(name))
+        except (LabStoreError, CheckpointError) as error:
+            return ModelEntry(name, error=str(error))
+
+    def list_models(self, kind: str | None = None) -> list[str]:
+        """Names of the exported models (valid names with a card), optionally only of one ``kind``; never raises on stray entries."""
+        if kind is not None:
+            return [e.name for e in self.model_entries() if e.card is not None and e.card.kind == kind]
+        names = [n for n in self.list_dir("models") if NAME_PATTERN.match(n)]
+        return [n for n in names if self.exists(self.model_path(n, CARD_FILE))]
 
     def read_card(self, name: str) -> ModelCard:
-        """A model's card."""
+        """A model's card, with the metrics added on object stores for these weights."""
         relpath = self.model_path(name, CARD_FILE)
-        return ModelCard.from_json(self.read_bytes(relpath), self.uri(relpath))
+        data = self.read_bytes(relpath)
+        try:
+            card = ModelCard.from_json(data, self.uri(relpath))
+        except CheckpointError as error:
+            raise DamagedFile(f"{error}; the card is damaged: rerun {MODEL_JOBS.format(name=name)} "
+                              f"to export the model again") from error
+        extra = self._metric_parts(name, card.weights_sha256)
+        return ModelCard(card.kind, card.config, card.parameters, card.weights_sha256, {**card.metrics, **extra}) if extra else card
 
-    def update_metrics(self, name: str, metrics: dict[str, Any]) -> ModelCard:
-        """Merge ``metrics`` into a model's card (weights untouched)."""
-        card = self.read_card(name)
-        updated = ModelCard(card.kind, card.config, card.parameters, card.weights_sha256, {**card.metrics, **metrics})
-        self.write_bytes(self.model_path(name, CARD_FILE), updated.to_json())
+    def _metric_parts(self, name: str, weights_sha256: str) -> dict[str, Any]:
+        folder = self.model_path(name, METRICS_DIR)
+        merged: dict[str, Any] = {}
+        for part in (n for n in self.list_dir(folder) if n.endswith(".json")):
+            try:
+                body = self.read_json(f"{folder}/{part}")
+            except (LabStoreError, ValueError) as error:
+                log.warning("%s is unreadable (%s); its metrics are skipped", self.uri(folder, part), error)
+                continue
+            if isinstance(body, dict) and body.get("weights_sha256") == weights_sha256:
+                merged.update(body.get("metrics") or {})
+        return merged
+
+    def update_metrics(self, name: str, metrics: dict[str, Any], expected_sha256: str | None = None) -> ModelCard:
+        """Merge ``metrics`` into a model's card (weights untouched).
+
+        ``expected_sha256``: the weights the metrics were measured on; StaleMetrics if the card's differ.
+        """
+        with self.locked("models", check_name(name, "model name")):
+            card = self.read_card(name)
+            if expected_sha256 is not None and card.weights_sha256 != expected_sha256:
+                raise StaleMetrics(
+                    f"{self.uri(self.model_path(name, CARD_FILE))}: the weights changed since these metrics were "
+                    f"measured (measured on sha256 {expected_sha256[:12]}..., the card has {card.weights_sha256[:12]}...): "
+                    f"evaluate the model again")
+            updated = ModelCard(card.kind, card.config, card.parameters, card.weights_sha256, {**card.metrics, **metrics})
+            if self.is_local:
+                self.write_bytes(self.model_path(name, CARD_FILE), updated.to_json())
+            else:
+                part = {"weights_sha256": card.weights_sha256, "metrics": metrics}
+                self.write_json(self.model_path(name, f"{METRICS_DIR}/{part_name('.json')}"), part)
         return updated
 
     def read_weights(self, name: str, card: ModelCard | None = None) -> dict[str, torch.Tensor]:
@@ -224,7 +391,6 @@ class LabStore:
         """Rebuild an exported denoiser; ``.run`` is its RunConfig."""
         return self.load_model(name, device, "denoiser")
 
-    # ---- images, tables, run state --------------------------------------------------------
     def write_model_file(self, name: str, filename: str, data: bytes) -> str:
         """Store a file (PNG, GIF, denoising paths) beside a model; returns its relative path."""
         check_name(filename, "model file name")
@@ -232,25 +398,97 @@ class LabStore:
         self.write_bytes(relpath, data)
         return relpath
 
+    # ---- tables ---------------------------------------------------------------------------
     def table_path(self, name: str) -> str:
         """Relative path of a result table's Parquet file."""
         return f"tables/{check_name(name, 'table name')}.parquet"
 
+    def table_parts_path(self, name: str) -> str:
+        """Relative path of a table's folder of row updates (object stores)."""
+        return f"tables/{check_name(name, 'table name')}.parts"
+
     def write_table(self, name: str, table: pd.DataFrame) -> None:
-        """Store a result table as Parquet, atomically."""
-        buffer = io.BytesIO()
-        table.to_parquet(buffer, index=False)
-        self.write_bytes(self.table_path(name), buffer.getvalue())
+        """Replace a whole result table (the last writer wins)."""
+        self._commit(name, TableOp(table.reset_index(drop=True)))
+
+    def update_table(self, name: str, rows: pd.DataFrame, key: str = "model", keys: Sequence[Any] | None = None) -> None:
+        """Replace the rows whose ``key`` is in ``keys`` (default: the values ``rows`` hold) by ``rows``; keep the others.
+
+        Concurrent writers lose nothing (see the module docstring). ``keys`` may name values
+        ``rows`` lacks: their old rows are dropped.
+        """
+        self._commit(name, replace_op(rows, key, keys))
 
     def read_table(self, name: str) -> pd.DataFrame:
-        """A stored result table."""
-        data = self.read_bytes(self.table_path(name))
-        return pq.read_table(io.BytesIO(data)).to_pandas()
+        """A stored result table; DamagedFile (naming the file and the job that rewrites it) if unreadable."""
+        table = fold([op for _, op in self._table_ops(name, set_aside_damaged=False)])
+        if table is None:
+            raise LabStoreError(f"{self.uri(self.table_path(name))} does not exist")
+        return table
 
     def list_tables(self) -> list[str]:
         """Names of the stored tables."""
-        return [n.removesuffix(".parquet") for n in self.list_dir("tables") if n.endswith(".parquet")]
+        names = self.list_dir("tables")
+        return sorted({n.rsplit(".", 1)[0] for n in names if n.endswith((".parquet", ".parts"))})
 
+    def _part_paths(self, name: str) -> list[str]:
+        folder = self.table_parts_path(name)
+        return [f"{folder}/{n}" for n in self.list_dir(folder) if n.endswith(".parquet")]
+
+    def _table_ops(self, name: str, set_aside_damaged: bool) -> list[tuple[str, TableOp]]:
+        base = self.table_path(name)
+        try:
+            paths = ([base] if self.exists(base) else []) + self._part_paths(name)
+        except (OSError, LabStoreError) as error:
+            raise LabStoreError(f"cannot read {self.uri(base)}: {error}") from error
+        ops = []
+        for relpath in paths:
+            try:
+                ops.append((relpath, op_from_bytes(self.read_bytes(relpath))))
+            except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as error:  # ArrowInvalid is a ValueError
+                damaged = DamagedFile(f"{self.uri(relpath)} is damaged ({error}); rerun {table_job(name)} to rewrite it")
+                if not set_aside_damaged:
+                    raise damaged from error
+                self._set_aside(relpath, damaged)
+        return ops
+
+    def _set_aside(self, relpath: str, damaged: DamagedFile) -> None:
+        aside = f"{relpath}.damaged-{time.time_ns()}"
+        try:
+            self.fs.move(self.path(relpath), self.path(aside))
+        except OSError as error:
+            raise damaged from error
+        log.warning("%s; moved to %s and written anew", damaged, self.uri(aside))
+
+    def _commit(self, name: str, op: TableOp) -> None:
+        if self.is_local:
+            with self.locked("tables", check_name(name, "table name")):
+                ops = self._table_ops(name, set_aside_damaged=True) if op.key is not None else []
+                table = op.apply(fold([o for _, o in ops]))
+                self.write_bytes(self.table_path(name), op_to_bytes(TableOp(table)))
+                for relpath in self._part_paths(name):  # parts, if any, are in the base now
+                    self.delete(relpath)
+            return
+        self.write_bytes(f"{self.table_parts_path(name)}/{part_name()}", op_to_bytes(op))
+        ops = self._table_ops(name, set_aside_damaged=True)
+        table = fold([o for _, o in ops])
+        self.write_bytes(self.table_path(name), op_to_bytes(TableOp(table)))  # the merged view, for plain readers
+        self._compact(name, ops)
+
+    def _compact(self, name: str, ops: list[tuple[str, TableOp]]) -> None:
+        horizon = time.time_ns() - int(COMPACT_AFTER_S * 1e9)
+        old = [(p, o) for p, o in ops if p != self.table_path(name) and int(p.rsplit("/", 1)[1][:20]) < horizon]
+        if len(old) < COMPACT_MIN_PARTS:
+            return
+        last = [p for p, _ in ops].index(old[-1][0])
+        through = old[-1][0].removesuffix(".parquet")
+        snapshot = fold([o for _, o in ops[: last + 1]])  # the base and the parts up to ``through``, in order
+        assert snapshot is not None
+        self.write_bytes(f"{through}~snapshot.parquet", op_to_bytes(TableOp(snapshot)))
+        for relpath, _ in old:
+            self.delete(relpath)
+
+    # ---- run state, data sets -------------------------------------------------------------
     def run_state_path(self, name: str) -> str:
         """Relative path of a standalone run's resume state (torch.save, loaded weights_only)."""
         return f"runs/{check_name(name, 'run name')}/state.pt"
