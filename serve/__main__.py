@@ -1,4 +1,4 @@
-"""``python -m serve [--lab PATH|URI] [--host 127.0.0.1] [--port 8000]``: start Serve on a chosen address and host the lab store.
+"""``python -m serve [--lab PATH|URI] [--host 127.0.0.1] [--port 8000] [--max-work N] ...``: start Serve on a chosen address and host the lab store.
 
 ``serve run`` has no host or port flags; this does the same with them. It joins the cluster in
 RAY_ADDRESS, else starts Ray in local mode, and serves until interrupted.
@@ -16,7 +16,7 @@ import ray
 from ray import serve
 
 from diffusion.store import default_lab
-from serve.app import build_app
+from serve.app import Limits, build_app
 
 APP_NAME = "diffusion"
 
@@ -31,10 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPU share per replica")
     parser.add_argument("--min-replicas", type=int, default=1)
     parser.add_argument("--max-replicas", type=int, default=4)
+    parser.add_argument("--max-work", type=int, default=Limits.max_work,
+                        help="most images (or paths) x steps one request may ask for; more is a 422 (default %(default)s)")
+    parser.add_argument("--max-queued", type=int, default=Limits.max_queued,
+                        help="sampling requests waiting or running per replica; more get 503 with Retry-After (default %(default)s)")
+    parser.add_argument("--deadline-s", type=float, default=Limits.deadline_s,
+                        help="seconds a request may take; later it gets 504 and its sampling stops (default %(default)s)")
+    parser.add_argument("--refresh-s", type=float, default=Limits.refresh_s,
+                        help="how often a replica re-reads a model's card to pick up a re-export (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         app = build_app({"lab": args.lab, "num_cpus": args.num_cpus, "num_gpus": args.num_gpus, "min_replicas": args.min_replicas,
-                         "max_replicas": args.max_replicas})
+                         "max_replicas": args.max_replicas, "max_work": args.max_work, "max_queued": args.max_queued,
+                         "deadline_s": args.deadline_s, "refresh_s": args.refresh_s})
     except ValueError as error:
         print(f"python -m serve: error: {error}", file=sys.stderr)
         return 2

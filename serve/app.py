@@ -10,42 +10,79 @@ images alone or batched. Start it with ``serve run serve.app:build_app lab=./lab
 # No `from __future__ import annotations` here: Serve rebuilds the routes inside each replica,
 # where FastAPI must resolve the request models from real (not string) annotations.
 import asyncio
+import contextlib
+import dataclasses
+import math
+import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from diffusion.device import pick_device
 from diffusion.images import grid_png, path_gif, paths_png
 from diffusion.samplers import default_steps, denoising_paths, sample_stacked
 from diffusion.store import LabStore
-from serve.catalog import HostedModel, describe, evaluation_summary, load_catalog
-from serve.schemas import MAX_IMAGES, PathRequest, SampleRequest, SamplingSettings
+from serve.catalog import Catalog, DeadlineExceeded, HostedModel, describe, evaluation_summary, run_with_deadline
+from serve.schemas import DEFAULT_MAX_WORK, MAX_IMAGES, PathRequest, SampleRequest, SamplingSettings, work_error
 
 BATCH_WAIT_S = 0.05
 """How long a replica waits for more requests to join a batch."""
+HEALTH_SLOTS = 16
+"""Request slots a replica keeps beyond ``max_queued`` for /healthz and /models, so they answer under load."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one replica accepts: the work budget, the waiting-room size, the deadline, how often it re-reads cards."""
+
+    max_work: int = DEFAULT_MAX_WORK  # images (or paths) x steps per request
+    max_queued: int = 64  # sampling requests waiting or running per replica; more get 503 + Retry-After
+    deadline_s: float = 300.0  # a request not done by then gets 504, and its sampling stops
+    refresh_s: float = 2.0  # a model's card is re-read at most this often (0: on every request)
+
+
+LIMIT_ARGS: dict[str, tuple[type, float]] = {"max_work": (int, 1), "max_queued": (int, 1), "deadline_s": (float, 0.01),
+                                             "refresh_s": (float, 0.0)}
+"""Each limit's type and smallest accepted value."""
 
 api = FastAPI(title="Diffusion Lab sampling API",
-              description="Sample digits and denoising paths from the lab store's denoisers.")
+              description="Sample digits and denoising paths from the lab store's denoisers. Every error is JSON "
+                          "with a `detail` message naming the field or limit; 503 carries `Retry-After`.")
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with one message per bad field; the offending input is not echoed (NaN is not JSON)."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
 
 @dataclass(frozen=True)
 class SampleJob:
-    """One request's share of a batch: its settings (the grouping key), image count and seed."""
+    """One request's share of a batch: its settings (the grouping key), image count, seed and deadline."""
 
-    key: tuple[str, str, int, float]  # model, sampler, steps, eta
+    key: tuple[str, str, str, int, float]  # model, weights sha256, sampler, steps, eta
     num_images: int
     seed: int
+    deadline: float  # time.monotonic() after which its sampling may stop
+    hosted: HostedModel = field(compare=False)
 
 
 @serve.deployment(
-    max_ongoing_requests=64,
+    max_ongoing_requests=Limits.max_queued + HEALTH_SLOTS,
     autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16},
     health_check_period_s=10,
 )
@@ -53,20 +90,30 @@ class SampleJob:
 class DiffusionServer:
     """Hosts every denoiser of one lab store; a model that fails to load is listed as unavailable."""
 
-    def __init__(self, lab: str, precision: str = "auto", threads: int = 1) -> None:
+    def __init__(self, lab: str, precision: str = "auto", threads: int = 1, limits: Limits = Limits()) -> None:
         torch.set_num_threads(max(1, threads))  # the replica's CPU share (Ray reserves num_cpus for it)
         self.store = LabStore(lab)
         self.device = pick_device("auto")
         self.precision = precision
-        self.catalog = load_catalog(self.store, self.device)
+        self.limits = limits
+        self.catalog = Catalog(self.store, self.device, limits.refresh_s)
         self.counters: dict[str, int] = defaultdict(int)
+        self.waiting = 0  # sampling requests admitted and not yet answered (changed on the event loop only)
+        self.mean_seconds = 1.0  # running mean of a sampling request's duration: the Retry-After hint
+        self._counter_lock = threading.Lock()
 
-    # ---- validation shared by the routes ------------------------------------------------------
-    def _hosted(self, settings: SamplingSettings) -> tuple[HostedModel, int]:
-        """The loaded model and the step count a request resolves to, or a 4xx naming the problem."""
+    def _count(self, key: str, delta: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[key] += delta
+
+    # ---- validation and limits shared by the routes -------------------------------------------
+    async def _hosted(self, settings: SamplingSettings) -> tuple[HostedModel, int]:
+        """The model (checked against the store) and the step count a request resolves to, or a 4xx naming the problem."""
+        if self.catalog.due(settings.model):
+            await asyncio.to_thread(self.catalog.refresh, settings.model)
         hosted = self.catalog.get(settings.model)
         if hosted is None:
-            accepted = ", ".join(n for n, h in self.catalog.items() if h.loaded) or "none"
+            accepted = ", ".join(n for n, h in self.catalog.snapshot().items() if h.loaded) or "none"
             raise HTTPException(404, f"model: unknown model {settings.model!r}; hosted: {accepted}")
         if not hosted.loaded:
             raise HTTPException(409, f"model: {settings.model!r} is unavailable ({hosted.error})")
@@ -74,79 +121,154 @@ class DiffusionServer:
         steps = settings.steps or default_steps(settings.sampler, hosted.schedule)
         if steps > hosted.timesteps:
             raise HTTPException(422, f"steps: must be between 1 and {hosted.timesteps} (model {settings.model!r}'s T), got {steps}")
+        too_much = work_error(settings, steps, self.limits.max_work)
+        if too_much:
+            raise HTTPException(422, too_much)
         return hosted, steps
+
+    @contextlib.contextmanager
+    def _admitted(self) -> Iterator[None]:
+        """A place among the ``max_queued`` sampling requests of this replica, or 503 with Retry-After."""
+        if self.waiting >= self.limits.max_queued:
+            self._count("rejected_overloaded")
+            retry = max(1, math.ceil(self.mean_seconds))
+            raise HTTPException(503, f"overloaded: {self.waiting} sampling requests are waiting or running on this replica "
+                                     f"(max_queued {self.limits.max_queued}); retry after {retry} s",
+                                headers={"Retry-After": str(retry)})
+        self.waiting += 1
+        started = time.monotonic()
+        try:
+            yield
+            self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * (time.monotonic() - started)
+        finally:
+            self.waiting -= 1
+
+    async def _before_deadline(self, deadline: float, work: Any) -> Any:
+        """Await ``work`` (a coroutine) until ``deadline``; past it, 504 (the sampling thread stops at the same deadline)."""
+        try:
+            result = await asyncio.wait_for(work, timeout=max(0.0, deadline - time.monotonic()))
+        except (asyncio.TimeoutError, DeadlineExceeded):
+            result = None
+        if result is None:
+            self._count("deadline_exceeded")
+            raise HTTPException(504, f"deadline: not done within {self.limits.deadline_s:g} s (this server's deadline_s); "
+                                     f"sampling stopped; ask for fewer images or steps, or retry later")
+        return result
+
+    def _tracked(self, deadline: float, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)`` in this (worker) thread, counted in /healthz's ``running`` and stopped at ``deadline``."""
+        self._count("running")
+        try:
+            return run_with_deadline(deadline, work, *args)
+        finally:
+            self._count("running", -1)
 
     # ---- batched sampling ---------------------------------------------------------------------
     @serve.batch(max_batch_size=MAX_IMAGES, batch_wait_timeout_s=BATCH_WAIT_S,
                  batch_size_fn=lambda jobs: sum(job.num_images for job in jobs))
-    async def _sample_batch(self, jobs: list[SampleJob]) -> list[torch.Tensor]:
+    async def _sample_batch(self, jobs: list[SampleJob]) -> list[torch.Tensor | None]:
         return await asyncio.to_thread(self._run_groups, jobs)
 
-    def _run_groups(self, jobs: list[SampleJob]) -> list[torch.Tensor]:
-        """One sampling loop per distinct (model, sampler, steps, eta) among ``jobs``."""
-        groups: dict[tuple[str, str, int, float], list[int]] = defaultdict(list)
+    def _run_groups(self, jobs: list[SampleJob]) -> list[torch.Tensor | None]:
+        """One sampling loop per distinct (model weights, sampler, steps, eta) among ``jobs``; None for a group stopped at its deadline."""
+        groups: dict[tuple[str, str, str, int, float], list[int]] = defaultdict(list)
         for index, job in enumerate(jobs):
             groups[job.key].append(index)
         results: list[torch.Tensor | None] = [None] * len(jobs)
-        for (model, sampler, steps, eta), indices in groups.items():
-            hosted = self.catalog[model]
+        for (_name, _sha, sampler, steps, eta), indices in groups.items():
+            hosted = jobs[indices[0]].hosted
             assert hosted.model is not None and hosted.schedule is not None
             requests = [(jobs[i].num_images, jobs[i].seed) for i in indices]
-            images = sample_stacked(hosted.model, hosted.schedule, requests, sampler, steps, eta, self.precision)
+            deadline = max(jobs[i].deadline for i in indices)  # the loop serves its latest request to the end
+            try:
+                images = self._tracked(deadline, sample_stacked, hosted.model, hosted.schedule, requests, sampler, steps,
+                                       eta, self.precision)
+            except DeadlineExceeded:
+                continue
             for i, chunk in zip(indices, images):
                 results[i] = chunk.cpu()
-            self.counters["sampling_loops"] += 1
-            self.counters["forward_passes"] += steps
-        self.counters["requests_sampled"] += len(jobs)
-        self.counters["images_sampled"] += sum(job.num_images for job in jobs)
-        return [r for r in results if r is not None]
+            self._count("sampling_loops")
+            self._count("forward_passes", steps)
+            self._count("requests_sampled", len(indices))
+            self._count("images_sampled", sum(jobs[i].num_images for i in indices))
+        return results
 
     # ---- routes -------------------------------------------------------------------------------
     @api.get("/healthz")
     def healthz(self) -> dict[str, Any]:
-        """Liveness, the number of loaded models, and how much batching there has been."""
-        loaded = sum(h.loaded for h in self.catalog.values())
-        return {"status": "ok", "loaded_models": loaded, "unavailable_models": len(self.catalog) - loaded,
-                "device": self.device.type, **self.counters}
+        """Liveness (answers while sampling runs), the models, the limits, and how much batching there has been."""
+        hosted = self.catalog.snapshot()
+        loaded = sum(h.loaded for h in hosted.values())
+        return {"status": "ok", "loaded_models": loaded, "unavailable_models": len(hosted) - loaded,
+                "device": self.device.type, "waiting": self.waiting, "reloads": self.catalog.reloads,
+                "limits": dataclasses.asdict(self.limits), **self.counters}
 
     @api.get("/models")
-    def models(self) -> list[dict[str, Any]]:
-        """Every hosted model: config, parameters, FD and floor from the evaluation tables, loaded or why not."""
-        evaluation = evaluation_summary(self.store)
-        return [describe(hosted, evaluation.get(name)) for name, hosted in self.catalog.items()]
+    async def models(self) -> list[dict[str, Any]]:
+        """Every hosted model: config, parameters, weights hash, FD and floor from the evaluation tables, loaded or why not."""
+        catalog = await asyncio.to_thread(self.catalog.refresh_all)
+        evaluation = await asyncio.to_thread(evaluation_summary, self.store)
+        return [describe(hosted, evaluation.get(name)) for name, hosted in catalog.items()]
 
     @api.post("/sample", responses={200: {"content": {"image/png": {}, "application/json": {}}}})
     async def sample(self, request: SampleRequest) -> Response:
-        """``num_images`` samples as a PNG grid, or as JSON arrays in [0, 1] (shape N x 28 x 28)."""
-        hosted, steps = self._hosted(request)
-        start = time.perf_counter()
-        images = await self._sample_batch(SampleJob((request.model, request.sampler, steps, request.eta),
-                                                    request.num_images, request.seed))
-        seconds = time.perf_counter() - start
-        headers = {"X-Sampling-Seconds": f"{seconds:.4f}", "X-Steps": str(steps)}
+        """``num_images`` samples as a PNG grid, or as JSON arrays in [0, 1] (shape N x 28 x 28); header X-Weights-SHA256."""
+        start = time.monotonic()
+        hosted, steps = await self._hosted(request)
+        with self._admitted():
+            job = SampleJob((request.model, hosted.weights_sha256, request.sampler, steps, request.eta),
+                            request.num_images, request.seed, start + self.limits.deadline_s, hosted)
+            images = await self._before_deadline(job.deadline, self._sample_batch(job))
+        headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(steps),
+                   "X-Weights-SHA256": hosted.weights_sha256}
         if request.format == "png":
             return Response(grid_png(images, columns=request.columns), media_type="image/png", headers=headers)
         unit = ((images.float() + 1) / 2).clamp(0, 1)[:, 0]
         return JSONResponse({"model": hosted.name, "sampler": request.sampler, "steps": steps, "eta": request.eta,
-                             "seed": request.seed, "shape": list(unit.shape),
+                             "seed": request.seed, "weights_sha256": hosted.weights_sha256, "shape": list(unit.shape),
                              "images": unit.double().mul(10_000).round().div(10_000).tolist()}, headers=headers)
 
     @api.post("/path", responses={200: {"content": {"image/png": {}, "image/gif": {}}}})
     async def path(self, request: PathRequest) -> Response:
-        """Denoising paths: x_t at evenly spaced steps, noise on the left; a PNG strip or an animated GIF."""
-        hosted, steps = self._hosted(request)
+        """Denoising paths: x_t at evenly spaced steps, noise on the left; a PNG strip or an animated GIF; header X-Weights-SHA256."""
+        start = time.monotonic()
+        hosted, steps = await self._hosted(request)
         assert hosted.model is not None and hosted.schedule is not None
-        paths = await asyncio.to_thread(denoising_paths, hosted.model, hosted.schedule, request.num_paths,
-                                        request.snapshots, request.sampler, steps, request.eta, request.seed,
-                                        self.precision)
+        with self._admitted():
+            deadline = start + self.limits.deadline_s
+            work = asyncio.to_thread(self._tracked, deadline, denoising_paths, hosted.model, hosted.schedule,
+                                     request.num_paths, request.snapshots, request.sampler, steps, request.eta,
+                                     request.seed, self.precision)
+            paths = await self._before_deadline(deadline, work)
+        headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(steps),
+                   "X-Weights-SHA256": hosted.weights_sha256}
         if request.format == "gif":
-            return Response(path_gif(paths), media_type="image/gif")
-        return Response(paths_png(paths), media_type="image/png")
+            return Response(path_gif(paths), media_type="image/gif", headers=headers)
+        return Response(paths_png(paths), media_type="image/png", headers=headers)
+
+
+def _number(args: dict[str, Any], key: str, kind: type, default: float, minimum: float) -> Any:
+    """``args[key]`` (or ``default``) as ``kind`` (int or float), finite and at least ``minimum``, else a ValueError naming it."""
+    raw = args.get(key, default)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a number ({kind.__name__}), got {raw!r}") from None
+    if isinstance(raw, bool) or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{key} must be a finite {kind.__name__} of at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def parse_limits(args: dict[str, Any]) -> Limits:
+    """The limits among ``args`` (strings from ``serve run`` are accepted), defaults for the rest."""
+    defaults = Limits()
+    return Limits(**{key: _number(args, key, kind, getattr(defaults, key), minimum)
+                     for key, (kind, minimum) in LIMIT_ARGS.items()})
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """The application for ``serve run serve.app:build_app lab=PATH [num_cpus=1] [num_gpus=0.25] [min_replicas=1] [max_replicas=4]``."""
-    accepted = {"lab", "num_cpus", "num_gpus", "min_replicas", "max_replicas", "precision"}
+    """The app for ``serve run serve.app:build_app lab=PATH [num_cpus=1] [num_gpus=0.25] [max_replicas=4] [max_work=64000] ...``."""
+    accepted = {"lab", "num_cpus", "num_gpus", "min_replicas", "max_replicas", "precision", *LIMIT_ARGS}
     unknown = sorted(set(args) - accepted)
     if unknown:
         raise ValueError(f"unknown argument(s) {unknown}; accepted: {sorted(accepted)}")
@@ -155,15 +277,16 @@ def build_app(args: dict[str, Any]) -> Application:
     store = LabStore(str(args["lab"]))
     if not store.exists("models"):
         raise ValueError(f"the lab store {store.root} has no models/ folder; run python -m jobs.pipeline first")
-    low, high = int(args.get("min_replicas", 1)), int(args.get("max_replicas", 4))
-    if not 1 <= low <= high:
+    low, high = _number(args, "min_replicas", int, 1, 1), _number(args, "max_replicas", int, 4, 1)
+    if low > high:
         raise ValueError(f"need 1 <= min_replicas <= max_replicas, got {low} and {high}")
-    cpus = float(args.get("num_cpus", 1))
-    if cpus <= 0:
-        raise ValueError(f"num_cpus must be positive, got {cpus}")
+    cpus = _number(args, "num_cpus", float, 1, 0.01)
+    limits = parse_limits(args)
     deployment = DiffusionServer.options(
-        ray_actor_options={"num_gpus": float(args.get("num_gpus", 0)), "num_cpus": cpus},
+        ray_actor_options={"num_gpus": _number(args, "num_gpus", float, 0, 0), "num_cpus": cpus},
         autoscaling_config={"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 16},
+        max_ongoing_requests=limits.max_queued + HEALTH_SLOTS,
+        max_queued_requests=limits.max_queued,  # beyond the replicas' slots, Serve's own 503 (with Retry-After)
+        backpressure_config=BackpressureConfig(retry_after_s=1),
     )
-    return deployment.bind(store.root, str(args.get("precision", "auto")), max(1, int(cpus)))
-
+    return deployment.bind(store.root, str(args.get("precision", "auto")), max(1, int(cpus)), limits)

@@ -1,8 +1,13 @@
-"""The HTTP API's request bodies: every field typed and bounded, so bad input is a 422 naming the field."""
+"""The HTTP API's request bodies: every field typed and bounded, so bad input is a 422 naming the field.
+
+Types are strict: a bool is not an integer, a string is not a number, and NaN or infinity is
+not a float here. The work a request asks for (images or paths times steps) is checked against
+the server's budget once the steps are known (they default from the model's schedule).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,6 +19,10 @@ MAX_IMAGES = 256
 MAX_PATHS = 8
 """Most denoising paths one /path request may ask for."""
 MAX_SEED = 2**32 - 1
+MAX_NAME = 128
+"""Longest model name (the lab store's names are at most 128 characters)."""
+DEFAULT_MAX_WORK = 64_000
+"""Default budget of one request: images (or paths) x sampling steps, e.g. 64 images x 1000 DDPM steps."""
 
 SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
 
@@ -21,14 +30,14 @@ SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
 class SamplingSettings(BaseModel):
     """What every sampling request names: the model and how to sample it."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), strict=True)
 
-    model: str = Field(description="a hosted model's name (GET /models)")
+    model: str = Field(min_length=1, max_length=MAX_NAME, description="a hosted model's name (GET /models)")
     sampler: SamplerName = Field("ddim", description="ddpm (ancestral), ddim, or dpmpp2m (DPM-Solver++ 2M)")
     steps: int | None = Field(None, ge=1, description="sampling steps, 1 to the model's T; null: 50 for DDIM, 20 for "
                                                        "DPM-Solver++, T for DDPM")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM noise (0 deterministic, 1 like DDPM); ignored by ddpm; "
-                                                       "must be 0 for dpmpp2m")
+    eta: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False,
+                       description="DDIM noise (0 deterministic, 1 like DDPM); ignored by ddpm; must be 0 for dpmpp2m")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed and settings give the same images")
 
     @model_validator(mode="after")
@@ -39,9 +48,17 @@ class SamplingSettings(BaseModel):
             raise ValueError(f"eta: {error}") from error
         return self
 
+    count_field: ClassVar[str] = ""  # the field that counts images (or paths): one network row per step each
+
+    def work(self, steps: int) -> int:
+        """Images (or paths) x ``steps``: the network rows the request costs, what the budget caps."""
+        return int(getattr(self, self.count_field)) * steps
+
 
 class SampleRequest(SamplingSettings):
     """POST /sample."""
+
+    count_field: ClassVar[str] = "num_images"
 
     num_images: int = Field(16, ge=1, le=MAX_IMAGES, description=f"1 to {MAX_IMAGES}")
     format: Literal["png", "json"] = Field("png", description="png: a grid image; json: the images as arrays in [0, 1]")
@@ -51,6 +68,17 @@ class SampleRequest(SamplingSettings):
 class PathRequest(SamplingSettings):
     """POST /path."""
 
+    count_field: ClassVar[str] = "num_paths"
+
     num_paths: int = Field(1, ge=1, le=MAX_PATHS, description=f"1 to {MAX_PATHS}")
     snapshots: int = Field(10, ge=2, le=50, description="evenly spaced steps shown per path")
     format: Literal["png", "gif"] = Field("png", description="png: a strip per path; gif: the animation")
+
+
+def work_error(request: SamplingSettings, steps: int, max_work: int) -> str | None:
+    """The 422 message when ``request`` at ``steps`` exceeds the budget ``max_work``, else None."""
+    work = request.work(steps)
+    if work <= max_work:
+        return None
+    return (f"{request.count_field} x steps: the request asks for {work} image-steps ({request.work(1)} x {steps}); "
+            f"this server's budget (max_work) is {max_work} per request: ask for fewer images or steps")

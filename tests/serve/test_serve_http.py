@@ -1,16 +1,15 @@
-"""The Serve app for real: Ray in local mode, Serve on a free port, HTTP from many clients, a corrupt model beside good ones."""
+"""The Serve app for real: Ray in local mode, Serve on a free port, HTTP from many clients, stray and damaged
+entries beside good models, and a model re-exported while Serve runs."""
 
 from __future__ import annotations
 
 import io
 import json
-import urllib.error
-import urllib.request
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -19,25 +18,25 @@ from PIL import Image
 from diffusion.config import TrainConfig, VAERun
 from diffusion.embeddings.training import train_embedder
 from diffusion.images import grid_png
-from diffusion.recipe import build_denoiser_run
 from diffusion.store import LabStore
 from jobs.evaluate import merge_scores
 from jobs.evaluation import compute_floors, evaluate_model
 from jobs.presets import EvaluateSettings, SamplerSetting
-from tests.conftest import tiny_run
+from tests.serve.client import CPU, call, call_full, detail, export_tiny, health, pixels
 from tests.servers import serve_app
 
-CPU = torch.device("cpu")
+GOOD = ("mlp", "unet", "fresh")
+"""The models that load; ``fresh`` is re-exported while Serve runs."""
 
 
 def build_lab(root: Path) -> None:
-    """Two denoisers trained for a few steps and scored, one with cut-short weights, one without a card."""
+    """Denoisers trained for a few steps (two scored), and beside them: cut-short weights, a missing card, a damaged
+    card, a folder whose name the store refuses, and a hidden file."""
     store = LabStore(root)
     train_embedder(store, "vae", VAERun(train=TrainConfig(steps=30, batch_size=64, warmup_steps=2, precision="fp32")), CPU)
-    for name, arch in (("mlp", "mlp"), ("unet", "unet"), ("broken", "cnn"), ("half", "cnn")):
-        job = build_denoiser_run(tiny_run(arch, steps=10), CPU)
-        job.trainer.fit()
-        store.export_model(name, job.ema_model, job.run)
+    for name, arch in (("mlp", "mlp"), ("unet", "unet"), ("broken", "cnn"), ("half", "cnn"), ("garbled", "cnn"),
+                       ("fresh", "cnn")):
+        export_tiny(store, name, arch)
     settings = EvaluateSettings(num_images=32, samplers=(SamplerSetting("ddim", 5),), embeddings=("vae",),
                                 pictures=SamplerSetting("ddim", 5), robustness=None, floor_draws=2)
     floors = compute_floors(store, "mnist-embedded", settings, CPU)
@@ -45,42 +44,31 @@ def build_lab(root: Path) -> None:
     weights = root / "models" / "broken" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     (root / "models" / "half" / "card.json").unlink()
-
-
-def call(base: str, method: str, path: str, body: object | bytes | None = None, timeout: float = 120) -> tuple[int, str, bytes]:
-    """(status, content type, body) of one HTTP request; 4xx and 5xx are returned, not raised."""
-    data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Content-Type", ""), error.read()
+    card = root / "models" / "garbled" / "card.json"
+    card.write_bytes(card.read_bytes()[:40])
+    (root / "models" / "bad name").mkdir()
+    (root / "models" / "bad name" / "card.json").write_bytes((root / "models" / "mlp" / "card.json").read_bytes())
+    (root / "models" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    lab = tmp_path_factory.mktemp("serve") / "lab"
-    build_lab(lab)
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serve") / "lab"
+    build_lab(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(lab: Path) -> Iterator[str]:
     with serve_app(lab) as base:
         yield base
 
 
-def pixels(png: bytes) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int32))
-
-
-def health(base: str) -> dict:
-    status, _, body = call(base, "GET", "/healthz")
-    assert status == 200
-    return json.loads(body)
-
-
-def test_models_lists_every_model_with_its_evaluation_or_why_it_is_unavailable(server: str) -> None:
-    assert health(server)["loaded_models"] == 2 and health(server)["unavailable_models"] == 2
+def test_models_lists_every_model_with_its_evaluation_or_why_it_is_unavailable(server: str, lab: Path) -> None:
+    assert health(server)["loaded_models"] == 3 and health(server)["unavailable_models"] == 4
     status, _, body = call(server, "GET", "/models")
     models = {m["name"]: m for m in json.loads(body)}
-    assert status == 200 and set(models) == {"mlp", "unet", "broken", "half"}
+    assert status == 200 and set(models) == {*GOOD, "broken", "half", "garbled", "bad name"}  # no .DS_Store
     for name in ("mlp", "unet"):
         assert models[name]["loaded"] and models[name]["parameters"] > 0 and models[name]["timesteps"] == 50
         evaluation = models[name]["evaluation"]
@@ -88,6 +76,9 @@ def test_models_lists_every_model_with_its_evaluation_or_why_it_is_unavailable(s
         assert evaluation["ratio"] == pytest.approx(evaluation["fd"] / evaluation["floor"])
     assert not models["broken"]["loaded"] and "checksum" in models["broken"]["error"]
     assert not models["half"]["loaded"] and "card" in models["half"]["error"]
+    assert not models["garbled"]["loaded"] and "not valid JSON" in models["garbled"]["error"]
+    assert not models["bad name"]["loaded"] and "'bad name' is not accepted" in models["bad name"]["error"]
+    assert models["fresh"]["weights_sha256"] == LabStore(lab).read_card("fresh").weights_sha256
     assert call(server, "GET", "/docs")[0] == 200 and call(server, "GET", "/openapi.json")[0] == 200
 
 
@@ -117,7 +108,20 @@ def test_path_returns_a_strip_or_an_animation(server: str) -> None:
 @pytest.mark.parametrize(
     "path,body,status,named",
     [
-        ("/sample", {"model": "vit"}, 404, "unknown model 'vit'; hosted: mlp, unet"),
+        ("/sample", {"model": "vit"}, 404, "unknown model 'vit'; hosted: fresh, mlp, unet"),
+        ("/sample", {"model": "bad name"}, 409, "'bad name' is not accepted"),
+        ("/sample", {"model": "garbled"}, 409, "not valid json"),
+        ("/sample", {"model": ".DS_Store"}, 404, "unknown model"),
+        ("/sample", b'{"model": "unet", "eta": NaN}', 422, "eta: input should be a finite number"),
+        ("/sample", b'{"model": "unet", "eta": Infinity}', 422, "eta: input should be a finite number"),
+        ("/path", b'{"model": "unet", "eta": -Infinity}', 422, "eta: input should be a finite number"),
+        ("/sample", {"model": "unet", "seed": True}, 422, "seed: input should be a valid integer"),
+        ("/sample", {"model": "unet", "num_images": "256"}, 422, "num_images: input should be a valid integer"),
+        ("/sample", {"model": "unet", "steps": "5"}, 422, "steps"),
+        ("/sample", {"model": "unet", "num_images": 2.0}, 422, "num_images"),
+        ("/sample", {"model": "unet", "eta": "0.5"}, 422, "eta"),
+        ("/sample", {"model": 7}, 422, "model"),
+        ("/path", {"model": "unet", "num_paths": True}, 422, "num_paths"),
         ("/sample", {"model": "broken"}, 409, "checksum"),
         ("/sample", {"model": "unet", "num_images": 0}, 422, "num_images"),
         ("/sample", {"model": "unet", "num_images": 257}, 422, "num_images"),
@@ -140,9 +144,9 @@ def test_path_returns_a_strip_or_an_animation(server: str) -> None:
 def test_bad_input_gets_a_4xx_naming_the_field_and_the_service_keeps_answering(
     server: str, path: str, body: object, status: int, named: str
 ) -> None:
-    got, _, message = call(server, "POST", path, body)
+    got, kind, message = call(server, "POST", path, body)
     assert got == status, message
-    assert named.lower() in message.decode().lower(), message
+    assert kind == "application/json" and named.lower() in detail(message).lower(), message
     assert health(server)["status"] == "ok"
 
 
@@ -160,3 +164,33 @@ def test_32_concurrent_clients_are_batched_without_errors(server: str) -> None:
     # a request batched with others gets the images it gets alone (up to rounding)
     alone = pixels(call(server, "POST", "/sample", requests[5])[2])
     assert (alone - pixels(results[5][2])).abs().max() <= 2
+
+
+def test_every_sampling_response_names_the_weights_it_sampled(server: str, lab: Path) -> None:
+    for name in GOOD:
+        sha = LabStore(lab).read_card(name).weights_sha256
+        for path, body in (("/sample", {"model": name, "num_images": 2, "steps": 3}), ("/path", {"model": name, "steps": 3})):
+            status, headers, _ = call_full(server, "POST", path, body)
+            assert status == 200 and headers["X-Weights-SHA256"] == sha, (name, path)
+
+
+def test_a_model_re_exported_while_serving_is_picked_up_without_a_restart(server: str, lab: Path) -> None:
+    store = LabStore(lab)
+    request = {"model": "fresh", "num_images": 4, "steps": 5, "seed": 3, "format": "json"}
+    status, headers, before = call_full(server, "POST", "/sample", request)
+    old = store.read_card("fresh").weights_sha256
+    assert status == 200 and headers["X-Weights-SHA256"] == old
+    new = export_tiny(store, "fresh", "cnn", train_steps=3).weights_sha256  # other weights, same name
+    assert new != old
+    answers = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, headers, after = call_full(server, "POST", "/sample", request)
+        answers.append((status, headers["X-Weights-SHA256"] if status == 200 else detail(after)))
+        if answers[-1] == (200, new):
+            break
+        time.sleep(0.2)
+    assert answers[-1] == (200, new), answers  # no restart needed
+    assert {status for status, _ in answers} == {200}, answers  # no 409 while it reloads
+    assert json.loads(after)["images"] != json.loads(before)["images"]  # same seed, new weights, new images
+    assert health(server)["reloads"] >= 1
