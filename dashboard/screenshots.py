@@ -49,11 +49,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_dashboard(lab: str, extra_env: dict[str, str] | None = None, startup_s: float = 60) -> Iterator[str]:
-    """``streamlit run dashboard/app.py -- --lab LAB`` on a free port; yields its URL; stopped afterwards."""
+    """``streamlit run dashboard/app.py -- --lab LAB`` on a free port; yields its URL; stopped afterwards.
+
+    It runs in the repository root, so Streamlit reads ``.streamlit/config.toml`` there (loopback
+    only, headless, no usage statistics), as it does for a user who follows the README.
+    """
     port = free_port()
     command = [str(Path(sys.executable).with_name("streamlit")), "run", str(ROOT / "dashboard" / "app.py"),
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false", "--", "--lab", lab]
+               "--server.port", str(port), "--", "--lab", lab]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(extra_env or {})}, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
-        ray.init(address="local", include_dashboard=False)
+        ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # keeps the node IP 127.0.0.1: servers bind the loopback
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False)
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(app, name=APP_NAME, route_prefix="/")
     print(f"serving {args.lab} at http://{args.host}:{args.port} (OpenAPI: /docs)", flush=True)
