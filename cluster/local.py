@@ -2,8 +2,9 @@
 
 The dashboard and the job API listen on 127.0.0.1 only. Every request to them, and every
 process joining the cluster, must present the token in ``--token-file`` (Ray's default
-``~/.ray/auth_token``, created with mode 0600 if missing). Jobs submitted to this head run with
-the Python interpreter that started it, so the project's virtual environment is theirs.
+``~/.ray/auth_token``, created with mode 0600 if missing; an existing one that group or others
+may read is refused). Jobs submitted to this head run with the Python interpreter that started
+it, so the project's virtual environment is theirs.
 
 ``join --address HOST:PORT`` adds a worker node to a running head (on this machine, or on
 another one that has the same token file); several nodes on one machine make a real multi-node
@@ -35,16 +36,30 @@ def ray_cli() -> str:
 
 
 def ensure_token(path: Path) -> str:
-    """The token in ``path``, generated (64 hex digits, file mode 0600) if the file does not exist."""
+    """The token in ``path``, generated (64 hex digits, file mode 0600) if the file does not exist.
+
+    An existing file that group or others may read or write is refused (SystemExit saying
+    ``chmod 600``): whoever reads the token controls the cluster.
+    """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(32))
+    check_token_mode(path)
     token = path.read_text().strip()
     if not token:
         raise SystemExit(f"python -m cluster.local: error: token file {path} is empty; delete it to generate a new one")
     return token
+
+
+def check_token_mode(path: Path) -> None:
+    """SystemExit, saying ``chmod 600 FILE``, if group or others have any access to the token file."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SystemExit(f"python -m cluster.local: error: token file {path} has mode {mode:04o}, so group or others "
+                         f"can read or change the cluster's token; run `chmod 600 {path}` (or delete it to generate "
+                         "a new one)")
 
 
 def auth_env(token_file: Path) -> dict[str, str]:
@@ -122,6 +137,7 @@ def join(args: argparse.Namespace) -> int:
         print(f"python -m cluster.local: error: token file {args.token_file} does not exist; copy the head's token there",
               file=sys.stderr)
         return 2
+    check_token_mode(args.token_file)
     command = [ray_cli(), "start", f"--address={args.address}", f"--node-ip-address={args.node_ip}", "--disable-usage-stats"]
     if args.num_cpus is not None:
         command.append(f"--num-cpus={args.num_cpus}")
