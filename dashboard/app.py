@@ -1,12 +1,13 @@
 """The Diffusion Lab dashboard: ``streamlit run dashboard/app.py -- --lab PATH [--serve-url URL] [--ray-address URL]``.
 
-The entry page: reads the settings (flags, else environment), lets the sidebar change them,
-and routes to the pages with ``st.navigation``.
+The entry page: reads the settings (flags, else environment) once per session, shows them
+read-only in the sidebar (a visitor cannot point the dashboard elsewhere), and routes to the
+pages with ``st.navigation``. It listens on 127.0.0.1 (``.streamlit/config.toml``); see the
+README's Security section before exposing it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,23 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, not the project
     sys.path.insert(0, str(ROOT))
 
-from dashboard.settings import parse_settings  # noqa: E402
+from dashboard.settings import SETTINGS_HELP, parse_settings, settings_shown  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"  # not pages/: Streamlit would serve that folder as a second app
 
 st.set_page_config(page_title="Diffusion Lab", layout="wide")
 if "settings" not in st.session_state:
     st.session_state["settings"] = parse_settings(sys.argv[1:])
-current = st.session_state["settings"]
 with st.sidebar:
     st.markdown("**Diffusion Lab**")
-    lab = st.text_input("Lab store (path or URI)", current.lab)
-    serve_url = st.text_input("Serve URL", current.serve_url)
-    ray_address = st.text_input("Ray job API", current.ray_address)
-    token_file = st.text_input("Ray token file", current.ray_token_file)
-    st.session_state["settings"] = dataclasses.replace(current, lab=lab.strip(), serve_url=serve_url.strip().rstrip("/"),
-                                                       ray_address=ray_address.strip().rstrip("/"),
-                                                       ray_token_file=token_file.strip())
+    for label, value in settings_shown(st.session_state["settings"]).items():
+        st.caption(label)
+        st.code(value, language=None, wrap_lines=True)
+    st.caption(f"Set when the dashboard starts: {SETTINGS_HELP}")
     if st.button("Reload from the lab store"):
         st.cache_data.clear()
 

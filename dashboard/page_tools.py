@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 def settings() -> DashboardSettings:
-    """The settings the entry page put in the session (sidebar edits included)."""
+    """The settings the entry page read at the start of the session (flags, else environment)."""
     return st.session_state["settings"]
 
 

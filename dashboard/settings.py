@@ -1,4 +1,9 @@
-"""Where the dashboard looks: the lab store, the Serve app and the Ray job API (flags after ``--``, else environment)."""
+"""Where the dashboard looks: the lab store, the Serve app and the Ray job API (flags after ``--``, else environment).
+
+The operator sets them when starting the dashboard; a visitor only sees them (the Jobs page
+sends the token in the token file to the Ray job API, and the Live page fetches from the Serve
+URL, so a visitor who could change them could send the token, or make requests, anywhere).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffusion.store import default_lab
+
+SETTINGS_HELP = ("flags after `--` (`--lab`, `--serve-url`, `--ray-address`, `--ray-token-file`) or the environment "
+                 "(DIFFUSION_LAB, DIFFUSION_SERVE_URL, DIFFUSION_RAY_ADDRESS, RAY_AUTH_TOKEN_PATH)")
 
 
 @dataclass(frozen=True)
@@ -34,4 +42,11 @@ def parse_settings(argv: Sequence[str], environ: dict[str, str] | None = None) -
     parser.add_argument("--ray-address", default=env.get("DIFFUSION_RAY_ADDRESS", "http://127.0.0.1:8265"))
     parser.add_argument("--ray-token-file", default=env.get("RAY_AUTH_TOKEN_PATH", str(Path("~/.ray/auth_token").expanduser())))
     args, _unknown = parser.parse_known_args(list(argv))
-    return DashboardSettings(args.lab, args.serve_url.rstrip("/"), args.ray_address.rstrip("/"), args.ray_token_file)
+    return DashboardSettings(args.lab.strip(), args.serve_url.strip().rstrip("/"), args.ray_address.strip().rstrip("/"),
+                             str(Path(args.ray_token_file.strip()).expanduser()))
+
+
+def settings_shown(settings: DashboardSettings) -> dict[str, str]:
+    """What the sidebar shows, label -> value: the addresses and the token's file, never the token."""
+    return {"Lab store": settings.lab, "Serve URL": settings.serve_url, "Ray job API": settings.ray_address,
+            "Ray token file": settings.ray_token_file}

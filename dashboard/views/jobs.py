@@ -6,10 +6,10 @@ import streamlit as st
 import yaml
 
 from dashboard.http_client import request
+from dashboard.job_entrypoint import KINDS, PRESETS, EntrypointError, job_entrypoint
 from dashboard.page_tools import settings
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = {"pipeline": "jobs.pipeline", "sweep": "jobs.sweep", "evaluate": "jobs.evaluate"}
 
 st.title("Jobs")
 address = settings().ray_address
@@ -39,14 +39,19 @@ else:
 st.subheader("Submit")
 with st.form("submit"):
     kind = st.selectbox("Job", list(KINDS))
-    preset = st.selectbox("Preset", ["smoke", "quick", "full"], index=1)
+    preset = st.selectbox("Preset", PRESETS, index=PRESETS.index("quick"))
     lab = st.text_input("Lab store (absolute path or URI)", str(Path(settings().lab).resolve()) if "://" not in settings().lab else settings().lab)
     submitted = st.form_submit_button("Submit")
 if submitted:
+    try:
+        entrypoint = job_entrypoint(kind, preset, lab)
+    except EntrypointError as error:
+        st.error(f"Not submitted: {error}")
+        st.stop()
     from ray.job_submission import JobSubmissionClient  # imported only when submitting: it is slow to load
 
     excludes = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())["excludes"]
     client = JobSubmissionClient(address, headers=headers)
-    entrypoint = f"python -m {KINDS[kind]} --preset {preset} --lab {lab}"
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(ROOT), "excludes": excludes})
-    st.success(f"Submitted {job_id}: {entrypoint}")
+    st.success(f"Submitted {job_id}")
+    st.code(entrypoint, language="bash")
