@@ -45,6 +45,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -442,15 +443,21 @@ class LabStore:
         except (OSError, LabStoreError) as error:
             raise LabStoreError(f"cannot read {self.uri(base)}: {error}") from error
         ops = []
-        for relpath in paths:
+        for relpath, data in zip(paths, self._read_many(paths)):
             try:
-                ops.append((relpath, op_from_bytes(self.read_bytes(relpath))))
+                ops.append((relpath, op_from_bytes(data)))
             except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as error:  # ArrowInvalid is a ValueError
                 damaged = DamagedFile(f"{self.uri(relpath)} is damaged ({error}); rerun {table_job(name)} to rewrite it")
                 if not set_aside_damaged:
                     raise damaged from error
                 self._set_aside(relpath, damaged)
         return ops
+
+    def _read_many(self, paths: list[str]) -> list[bytes]:
+        if self.is_local or len(paths) < 2:
+            return [self.read_bytes(p) for p in paths]
+        with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:  # object stores: requests in flight at once
+            return list(pool.map(self.read_bytes, paths))
 
     def _set_aside(self, relpath: str, damaged: DamagedFile) -> None:
         aside = f"{relpath}.damaged-{time.time_ns()}"

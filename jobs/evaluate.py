@@ -25,7 +25,7 @@ from diffusion.config import ConfigError
 from diffusion.device import pick_device
 from diffusion.leaderboard import format_leaderboard, leaderboard
 from diffusion.samplers import get_sampler, timestep_sequence
-from diffusion.store import LabStore, LabStoreError, default_lab
+from diffusion.store import LabStore, LabStoreError, StaleMetrics, default_lab
 from jobs.embeddings import ensure_embeddings
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
 from jobs.presets import EvaluateSettings, Preset, load_preset
@@ -132,13 +132,13 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
             store.write_table("robustness_summary", summary)
             print(f"[evaluate] robustness: {len(curve)} curve points -> {store.uri(store.table_path('robustness'))}", flush=True)
         else:
+            try:
+                record_best(store, name, result)
+            except StaleMetrics as error:  # re-exported while it was being scored: these rows measure old weights
+                failures[name] = f"{error} (python -m jobs.evaluate --models {name})"
+                print(f"[evaluate] {name}: FAILED: {failures[name]}", flush=True)
+                continue
             rows += result
-            best = leaderboard(pd.DataFrame(result)).iloc[0]  # the leaderboard's rule: best ratio at the largest N
-            store.update_metrics(name, {"fd_vae": float(best["fd"]), "fd_floor_vae": float(best["floor_mean"]),
-                                        "fd_ratio_vae": float(best["ratio"]), "fd_n": int(best["n"]),
-                                        "fd_sampler": f"{best['sampler']}-{best['steps']}"})
-            print(f"[evaluate] {name}: FD(vae) {best['fd']:.4g} = {best['ratio']:.3g}x floor "
-                  f"({best['sampler']}-{best['steps']}, N = {int(best['n'])}, {best['seconds_per_image'] * 1000:.1f} ms/image)", flush=True)
     scores = pd.DataFrame(rows)
     if not scores.empty:
         merge_scores(store, scores)
@@ -156,12 +156,20 @@ class EvaluationFailed(RuntimeError):
         self.failures = failures
 
 
+def record_best(store: LabStore, name: str, rows: list[dict[str, Any]]) -> None:
+    """Put a model's best FD on its card, if the card still has the weights the rows were measured on."""
+    best = leaderboard(pd.DataFrame(rows)).iloc[0]  # the leaderboard's rule: best ratio at the largest N
+    store.update_metrics(name, {"fd_vae": float(best["fd"]), "fd_floor_vae": float(best["floor_mean"]),
+                                "fd_ratio_vae": float(best["ratio"]), "fd_n": int(best["n"]),
+                                "fd_sampler": f"{best['sampler']}-{best['steps']}"},
+                         expected_sha256=rows[0]["weights_sha256"])  # every row of one model measures the same weights
+    print(f"[evaluate] {name}: FD(vae) {best['fd']:.4g} = {best['ratio']:.3g}x floor "
+          f"({best['sampler']}-{best['steps']}, N = {int(best['n'])}, {best['seconds_per_image'] * 1000:.1f} ms/image)", flush=True)
+
+
 def merge_scores(store: LabStore, scores: pd.DataFrame) -> None:
-    """Replace these models' rows of the ``scores`` table, keeping the other models' rows."""
-    if "scores" in store.list_tables():
-        old = store.read_table("scores")
-        scores = pd.concat([old[~old.model.isin(scores.model.unique())], scores], ignore_index=True)
-    store.write_table("scores", scores)
+    """Replace these models' rows of the ``scores`` table, keeping the other models' rows (safe with concurrent writers)."""
+    store.update_table("scores", scores, key="model")
 
 
 def print_leaderboard(store: LabStore) -> pd.DataFrame:

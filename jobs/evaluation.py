@@ -70,6 +70,7 @@ def evaluate_model(store: LabStore, name: str, settings: EvaluateSettings, floor
             rows.append({"model": name, "arch": stored.run.model.arch, "sampler": setting.sampler, "steps": steps,
                          "eta": setting.eta, **score.as_row(), "seconds_per_image": seconds / n,
                          "images_per_s": n / seconds, "parameters": stored.card.parameters,
+                         "weights_sha256": stored.card.weights_sha256,  # the weights these scores measure
                          "train_seconds": metrics.get("train_seconds"), "images_seen": metrics.get("images_seen"),
                          "device": device.type})
     return rows
