@@ -22,8 +22,9 @@ def running_server(lab: str | Path, port: int, extra_args: Sequence[str] = (), e
                    startup_s: float = 180) -> Iterator[str]:
     """``python -m serve --lab LAB --port PORT [extra_args]`` until its /healthz answers; yields the base URL.
 
-    On exit the server gets SIGINT (Serve shuts down cleanly), then SIGKILL after 30 s. Its
-    output goes to a temporary file (a pipe nobody reads would fill and stall the server) and is
+    On exit the server gets SIGINT (Serve shuts down cleanly), then SIGKILL after 30 s, and
+    so does every process left in its session (the local Ray it started: GCS, raylet, actors),
+    leaving other Ray instances on the machine alone. Its output goes to a temporary file (a pipe nobody reads would fill and stall the server) and is
     shown if it dies before answering.
     """
     log = tempfile.TemporaryFile(mode="w+")
@@ -49,7 +50,20 @@ def running_server(lab: str | Path, port: int, extra_args: Sequence[str] = (), e
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        kill_session(process.pid)
         log.close()
+
+
+def kill_session(session_id: int) -> None:
+    """SIGKILL every process of the session ``session_id`` (one started with ``start_new_session=True``)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == session_id:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
 
 
 def answers(url: str) -> bool:

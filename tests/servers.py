@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import boto3
@@ -85,12 +85,9 @@ def run_smoke_pipeline(lab: Path | str, timeout: float = 600) -> None:
 
 
 @contextlib.contextmanager
-def serve_app(lab: Path | str, startup_s: float = 180) -> Iterator[str]:
-    """``python -m serve`` over ``lab`` on a free port (one replica), in Ray's local mode; yields its base URL."""
+def serve_app(lab: Path | str, startup_s: float = 180, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """``python -m serve`` over ``lab`` on a free port (one replica, ``extra_args`` added), in Ray's local mode; yields its base URL."""
     with ray_tmpdir() as ray_tmp:
         env = {"TMPDIR": ray_tmp, "RAY_ADDRESS": ""}
-        try:
-            with running_server(lab, free_port(), ["--max-replicas", "1"], env, startup_s) as base:
-                yield base
-        finally:
-            subprocess.run([RAY, "stop", "--force"], env={**os.environ, **env}, capture_output=True, timeout=120)
+        with running_server(lab, free_port(), ["--max-replicas", "1", *extra_args], env, startup_s) as base:
+            yield base
