@@ -240,6 +240,7 @@ class DiffusionServer:
                                      request.num_paths, request.snapshots, request.sampler, steps, request.eta,
                                      request.seed, self.precision)
             paths = await self._before_deadline(deadline, work)
+        self._count("paths_sampled", request.num_paths)
         headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(steps),
                    "X-Weights-SHA256": hosted.weights_sha256}
         if request.format == "gif":
