@@ -122,3 +122,34 @@ def build_from_card(card: ModelCard, state: dict[str, torch.Tensor], source: str
     except RuntimeError as error:
         raise CheckpointError(f"{source}: weights do not match the card's config ({error})") from error
     return model.eval(), run
+
+
+RUN_STATE_MAGIC = b"diffusion-lab/run-state/1\n"
+
+
+def run_state_to_bytes(run_config: dict[str, Any], trainer_state: bytes) -> bytes:
+    """A resume state that names its run: a tag line, the run config's JSON (length first), then the trainer's bytes."""
+    config = json.dumps(run_config, sort_keys=True).encode()
+    return RUN_STATE_MAGIC + len(config).to_bytes(8, "big") + config + trainer_state
+
+
+def run_state_from_bytes(data: bytes, source: str) -> tuple[dict[str, Any], bytes]:
+    """(run config, trainer state) of a ``run_state_to_bytes`` file; CheckpointError naming ``source`` otherwise."""
+    if not data.startswith(RUN_STATE_MAGIC):
+        raise CheckpointError(f"{source}: a resume state that does not say which run config saved it "
+                              f"(written by an older version, or not a resume state); start the run without --resume")
+    start = len(RUN_STATE_MAGIC) + 8
+    length = int.from_bytes(data[len(RUN_STATE_MAGIC):start], "big")
+    try:
+        config = json.loads(data[start:start + length])
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{source}: the run config inside the resume state is damaged ({error})") from error
+    return config, data[start + length:]
+
+
+def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Each key whose value differs between two configs (nested dicts by dotted key): 'train.lr: saved 0.002, flags 0.001'."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [line for key in sorted(set(saved) | set(current))
+                for line in config_differences(saved.get(key, "(absent)"), current.get(key, "(absent)"), f"{prefix}{key}.")]
+    return [] if saved == current else [f"{prefix.rstrip('.')}: saved {saved!r}, flags {current!r}"]

@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default=None, help="model name in the lab store (default: the model)")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between resume states")
-    train.add_argument("--resume", action="store_true", help="continue the run saved under --name")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run saved under --name (same flags: a state saved by another config is refused)")
     train.add_argument("--sampler", choices=list(SAMPLERS), default="ddim", help="sampler for the grid")
     train.add_argument("--sample-steps", type=positive_int, default=50, help="sampler steps for the grid")
     add_config_flags(train)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from diffusion.checkpoint import config_differences, run_state_from_bytes, run_state_to_bytes
 from diffusion.config import ConfigError, RunConfig, to_dict
 from diffusion.images import grid_png
 from diffusion.models import parameter_count
@@ -22,16 +25,12 @@ def train_command(run: RunConfig, store: LabStore, name: str, device: torch.devi
     """Train (or resume) one denoiser, export its EMA weights and write its pictures."""
     job = build_denoiser_run(run, device)
     state_path = store.run_state_path(name)
-    config_path = f"runs/{name}/run.json"
+    config = json.loads(json.dumps(to_dict(run)))  # as the saved state gives it back
     if args.resume:
-        if not store.exists(state_path):
-            raise ConfigError(f"--resume: no saved run named {name!r} in {store.root}")
-        saved = store.read_json(config_path)
-        if saved != json.loads(json.dumps(to_dict(run))):
-            raise ConfigError(f"--resume: the flags differ from the saved run's config ({store.uri(config_path)})")
-        job.trainer.load_state(store.read_bytes(state_path))
-    else:
-        store.write_json(config_path, to_dict(run))
+        job.trainer.load_state(saved_trainer_state(store, name, config))
+    elif store.exists(state_path):
+        print(f"starting {name} afresh: its earlier resume state ({store.uri(state_path)}) will be replaced",
+              file=sys.stderr)
     model = job.trainer.model
     print(
         f"training {run.model.arch} ({parameter_count(model):,} parameters) on {run.data.dataset} "
@@ -44,7 +43,7 @@ def train_command(run: RunConfig, store: LabStore, name: str, device: torch.devi
         bar.update(progress.step - bar.n)
         bar.set_postfix(loss=f"{progress.loss:.4f}", img_s=f"{progress.images_per_s:.0f}", lr=f"{progress.lr:.1e}")
         if progress.step % args.checkpoint_every == 0 or progress.step == run.train.steps:
-            store.write_bytes(state_path, trainer.save_state())
+            store.write_bytes(state_path, run_state_to_bytes(config, trainer.save_state()))
 
     every = min(50, args.checkpoint_every)
     final = job.trainer.fit(callback=on_progress, every=every)
@@ -55,6 +54,19 @@ def train_command(run: RunConfig, store: LabStore, name: str, device: torch.devi
     files = render_pictures(store, name, job.ema_model, job.schedule, args.sampler, args.sample_steps, run.train.seed)
     print(f"exported {store.uri(store.model_path(name))}: grid {store.uri(files['grid'])}")
     return 0
+
+
+def saved_trainer_state(store: LabStore, name: str, config: dict[str, Any]) -> bytes:
+    """The trainer state saved under ``name``, if the run that saved it had ``config``; ConfigError naming the differences."""
+    state_path = store.run_state_path(name)
+    if not store.exists(state_path):
+        raise ConfigError(f"--resume: no saved run named {name!r} in {store.root}")
+    saved, trainer_state = run_state_from_bytes(store.read_bytes(state_path), store.uri(state_path))
+    differences = config_differences(saved, config)
+    if differences:
+        raise ConfigError(f"--resume: the flags differ from the saved run's config ({store.uri(state_path)}): "
+                          f"{'; '.join(differences)}; give the saved run's flags, or start afresh without --resume")
+    return trainer_state
 
 
 def sample_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
