@@ -484,7 +484,8 @@ class LabStore:
 
     def _compact(self, name: str, ops: list[tuple[str, TableOp]]) -> None:
         horizon = time.time_ns() - int(COMPACT_AFTER_S * 1e9)
-        old = [(p, o) for p, o in ops if p != self.table_path(name) and int(p.rsplit("/", 1)[1][:20]) < horizon]
+        stamps = {p: p.rsplit("/", 1)[1][:20] for p, _ in ops if p != self.table_path(name)}
+        old = [(p, o) for p, o in ops if stamps.get(p, "x").isdigit() and int(stamps[p]) < horizon]
         if len(old) < COMPACT_MIN_PARTS:
             return
         last = [p for p, _ in ops].index(old[-1][0])

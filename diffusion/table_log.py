@@ -49,9 +49,9 @@ class TableOp:
 
 def replace_op(rows: pd.DataFrame, key: str, keys: Sequence[Any] | None = None) -> TableOp:
     """Rows that replace those of the same ``key`` values (``keys``: by default the values ``rows`` hold)."""
+    if key not in rows.columns and (keys is None or not rows.empty):
+        raise ValueError(f"rows have no {key!r} column to replace by; columns: {list(rows.columns)}")
     if keys is None:
-        if key not in rows.columns:
-            raise ValueError(f"rows have no {key!r} column to replace by; columns: {list(rows.columns)}")
         keys = rows[key].unique().tolist()
     elif not rows.empty and not set(rows[key].unique().tolist()) <= set(keys):
         raise ValueError(f"rows hold {key} values outside keys {list(keys)}")

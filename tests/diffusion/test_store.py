@@ -197,3 +197,13 @@ def test_metrics_are_refused_for_a_card_whose_weights_changed(store: LabStore, e
     with pytest.raises(StaleMetrics, match=r"models/m1/card.json: the weights changed since these metrics were measured"):
         store.update_metrics("m1", {"fd_vae": 9.0}, expected_sha256=measured_on)
     assert "fd_vae" not in store.read_card("m1").metrics
+
+
+def test_update_table_with_named_keys_replaces_them_as_the_sweep_does(store: LabStore) -> None:
+    store.update_table("trials", pd.DataFrame({"model": ["mlp", "unet", "cnn"], "trial_id": ["a", "b", "c"]}))
+    store.update_table("trials", pd.DataFrame({"model": ["mlp"], "trial_id": ["d"]}), keys=["mlp", "unet"])
+    assert store.read_table("trials").sort_values("trial_id").trial_id.tolist() == ["c", "d"]
+    with pytest.raises(ValueError, match="outside keys"):
+        store.update_table("trials", pd.DataFrame({"model": ["cnn"], "trial_id": ["e"]}), keys=["mlp"])
+    with pytest.raises(ValueError, match="no 'model' column"):
+        store.update_table("trials", pd.DataFrame({"trial_id": ["e"]}), keys=["mlp"])
