@@ -146,9 +146,10 @@ class Catalog:
             return self.models.get(name)
 
     def refresh_all(self) -> dict[str, HostedModel]:
-        """Re-list the store and check every model that is due; returns the catalog."""
+        """Re-list the store and check every model, each at most every ``refresh_s``; returns the catalog."""
         with self._lock:
-            self._relist()
+            if time.monotonic() - self._listed >= self.refresh_s:
+                self._relist()
             for name in list(self.models):
                 if self._stale(name):
                     self._refresh_entry(name)
@@ -191,7 +192,10 @@ def evaluation_summary(store: LabStore) -> dict[str, dict[str, Any]]:
         scores = None
     if scores is None or scores.empty:
         return {}
-    board = leaderboard(scores)
+    try:
+        board = leaderboard(scores)
+    except (KeyError, ValueError, TypeError):  # a table of another layout: /models lists the models without scores
+        return {}
     return {row["model"]: {"embedding": "vae", "fd": float(row["fd"]), "floor": float(row["floor_mean"]),
                            "ratio": float(row["ratio"]), "sampler": row["sampler"], "steps": int(row["steps"]),
                            "n": int(row["n"])}
