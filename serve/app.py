@@ -5,6 +5,11 @@ model and sampler settings runs as one sampling loop (one forward pass per step 
 them); each request's rows draw from its own seeded generator, so a seed gives the same
 images alone or batched. Start it with ``serve run serve.app:build_app lab=./lab``,
 ``serve deploy serve/config.yaml`` or ``python -m serve --lab ./lab``.
+
+Limits (``Limits``): a request over the work budget (images or paths x steps) is a 422; beyond
+``max_queued`` sampling requests per replica, 503 with Retry-After; past ``deadline_s``, 504 and
+the sampling thread stops. Sampling runs in threads, so /healthz answers meanwhile. Each response
+names the weights it sampled (X-Weights-SHA256); a re-exported model is reloaded within ``refresh_s``.
 """
 
 # No `from __future__ import annotations` here: Serve rebuilds the routes inside each replica,
