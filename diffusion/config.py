@@ -67,6 +67,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     precision: str = "auto"
     seed: int = 0
+    compile: str = "auto"  # torch.compile the network: auto (on for CUDA), on, off
 
 
 @dataclass(frozen=True)

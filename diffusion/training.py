@@ -4,14 +4,26 @@ AdamW with linear warm-up and optional cosine decay, gradient clipping, an EMA o
 weights, bf16 autocast where the device supports it, a callback every N steps for metrics and
 checkpoints, and exact resume: ``state_dict`` holds the model, EMA, optimiser, step and every
 RNG, and loads with ``torch.load(..., weights_only=True)``.
+
+Resume state is portable across devices: a state saved on CUDA loads on the CPU and the other
+way round. Weights and optimiser state move to the trainer's device; a random generator cannot
+(CUDA and CPU generators have different state layouts), so on a change of device type it is
+reseeded from the run's seed and the saved step, and the log says so. On the same device type
+the resume is bit-exact.
+
+The step path does no host work: the data and each epoch's batch order live on the device, and
+the trainer's own RNG state is swapped in once per callback window, not once per step. On CUDA
+the network is compiled with ``torch.compile`` (CUDA graphs) by default (``TrainConfig.compile``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +33,8 @@ from diffusion.config import ConfigError, TrainConfig
 from diffusion.device import autocast, resolve_precision
 from diffusion.ema import EMA
 
+log = logging.getLogger(__name__)
+
 Batch = torch.Tensor | tuple[torch.Tensor, ...]
 LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
 """loss(model, batch, generator) -> scalar loss; draws its randomness from ``generator`` only.
@@ -28,6 +42,8 @@ LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
 The batch is one tensor, or a tuple (images, labels, ...) when the trainer was given a tuple."""
 
 LR_DECAYS: tuple[str, ...] = ("constant", "cosine")
+COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
+"""``auto``: compile the network on CUDA (where eager training is launch-bound), not on the CPU."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ def validate_train_config(config: TrainConfig) -> TrainConfig:
         (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
         (config.grad_clip >= 0, f"grad_clip must be >= 0 (0 turns clipping off), got {config.grad_clip}"),
         (0 <= config.ema_decay < 1, f"ema_decay must be in [0, 1), got {config.ema_decay}"),
+        (config.compile in COMPILE_MODES, f"compile {config.compile!r} is not one of {list(COMPILE_MODES)}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -101,6 +118,8 @@ class Trainer:
         self.device = device
         self.precision = resolve_precision(config.precision, device)
         self.model = model.to(device).train()
+        self.network = compiled_network(self.model, config.compile, device)
+        self._compiled_steps = 0
         self.loss_fn = loss_fn
         self.tensors = tuple(t.to(device) for t in tensors)
         self.num_examples = len(tensors[0])
@@ -121,20 +140,25 @@ class Trainer:
         """Training images consumed so far."""
         return self.step * self.config.batch_size
 
+    def _epoch_permutation(self, epoch: int) -> torch.Tensor:
+        """The order of ``epoch``, drawn once per epoch on the CPU (the same on every device), kept on the device."""
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            epoch_generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.num_examples, generator=epoch_generator).to(self.device)
+            self._epoch_order = (epoch, order)
+        return self._epoch_order[1]
+
     def batch_indices(self, step: int) -> torch.Tensor:
-        """Indices of the batch at ``step``: a seeded permutation per epoch, so resume needs no state."""
+        """Indices of the batch at ``step``, on the device: a seeded permutation per epoch, so resume needs no state."""
         n, size = self.num_examples, self.config.batch_size
         start = step * size
         indices = []
         while size > 0:
             epoch, offset = divmod(start, n)
-            if self._epoch_order is None or self._epoch_order[0] != epoch:
-                epoch_generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-                self._epoch_order = (epoch, torch.randperm(n, generator=epoch_generator))
             take = min(size, n - offset)
-            indices.append(self._epoch_order[1][offset : offset + take])
+            indices.append(self._epoch_permutation(epoch)[offset : offset + take])
             start, size = start + take, size - take
-        return torch.cat(indices).to(self.device, non_blocking=True)
+        return indices[0] if len(indices) == 1 else torch.cat(indices)
 
     def _rng_devices(self) -> list[torch.device]:
         return [self.device] if self.device.type == "cuda" else []
@@ -150,19 +174,26 @@ class Trainer:
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def train_step(self) -> torch.Tensor:
-        """One optimiser step; returns the loss as a device tensor (no host sync).
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Layers that draw from torch's global RNG (dropout) see the trainer's own RNG state inside.
 
-        Layers that draw from torch's global RNG (dropout) see the trainer's own RNG state,
-        swapped in for the step: the run repeats exactly and the caller's RNG is untouched.
+        The run repeats exactly and the caller's RNG is untouched. Entered once per callback
+        window (not per step): the swap syncs the device.
         """
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.set_rng_state(self._global_rng["cpu"])
             if "cuda" in self._global_rng:
                 torch.cuda.set_rng_state(self._global_rng["cuda"], self.device)
-            loss = self._optimise()
-            self._global_rng = self._capture_global_rng()
-        return loss
+            try:
+                yield
+            finally:
+                self._global_rng = self._capture_global_rng()
+
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step; returns the loss as a device tensor (no host sync)."""
+        with self._own_rng():
+            return self._optimise()
 
     def _optimise(self) -> torch.Tensor:
         lr = learning_rate(self.config, self.step)
@@ -170,10 +201,17 @@ class Trainer:
             group["lr"] = lr
         indices = self.batch_indices(self.step)
         batch = tuple(t[indices] for t in self.tensors)
-        with autocast(self.device, self.precision):
-            loss = self.loss_fn(self.model, batch if len(batch) > 1 else batch[0], self.generator)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            loss = self._forward_backward(batch if len(batch) > 1 else batch[0])
+        except Exception as error:  # noqa: BLE001 - a compiler failure of any kind falls back to eager once
+            if self.network is self.model or self._compiled_steps > 0:
+                raise
+            log.warning("torch.compile of the network failed (%s: %s); training eagerly instead",
+                        type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            self.network = self.model
+            loss = self._forward_backward(batch if len(batch) > 1 else batch[0])
+        if self.network is not self.model:
+            self._compiled_steps += 1
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -181,23 +219,33 @@ class Trainer:
         self.step += 1
         return loss.detach()
 
+    def _forward_backward(self, batch: Batch) -> torch.Tensor:
+        """The loss of ``batch`` and its gradients (the optimiser step is the caller's)."""
+        if self.network is not self.model and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new training iteration for the CUDA graphs
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            loss = self.loss_fn(self.network, batch, self.generator)
+        loss.backward()
+        return loss
+
     def fit(self, until: int | None = None, callback: Callback | None = None, every: int = 100) -> TrainProgress:
         """Train up to step ``until`` (default ``config.steps``), calling ``callback`` every ``every`` steps."""
         until = self.config.steps if until is None else until
         if every < 1:
             raise ConfigError(f"callback interval must be a positive integer, got {every}")
         start_time, start_images = time.perf_counter(), self.images_seen
-        window_loss, window_steps = torch.zeros((), device=self.device), 0
         progress = self._progress(float("nan"), start_time, start_images)
         while self.step < until:
-            window_loss += self.train_step()
-            window_steps += 1
-            if self.step % every == 0 or self.step == until:
-                progress = self._progress(window_loss.item() / window_steps, start_time, start_images)
-                window_loss.zero_()
-                window_steps = 0
-                if callback is not None and callback(self, progress):
-                    break
+            window_end = min(until, (self.step // every + 1) * every)
+            window_steps = window_end - self.step
+            window_loss = torch.zeros((), device=self.device)
+            with self._own_rng():
+                while self.step < window_end:
+                    window_loss += self._optimise()
+            progress = self._progress(window_loss.item() / window_steps, start_time, start_images)
+            if callback is not None and callback(self, progress):
+                break
         return progress
 
     def _progress(self, loss: float, start_time: float, start_images: int) -> TrainProgress:
@@ -208,24 +256,38 @@ class Trainer:
 
     def state_dict(self) -> dict[str, object]:
         """Everything needed for an exact resume; only tensors and plain types (weights_only-safe)."""
-        state: dict[str, object] = {
+        return {
             "step": self.step,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "generator_device": self.device.type,
             "global_rng": dict(self._global_rng),
         }
-        return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore what ``state_dict`` returned; training then continues bit-for-bit."""
+        """Restore what ``state_dict`` returned, saved on any device.
+
+        On the same device type training continues bit-for-bit. From another device type the
+        generators are reseeded from (seed, step): the run goes on, with other random draws.
+        """
         self.step = int(state["step"])  # type: ignore[arg-type]
         self.model.load_state_dict(state["model"])  # type: ignore[arg-type]
         self.ema.load_state_dict(state["ema"])  # type: ignore[arg-type]
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
-        self.generator.set_state(state["generator"])  # type: ignore[arg-type]
+        generator_state = state["generator"]
+        assert isinstance(generator_state, torch.Tensor)
+        saved_on = str(state.get("generator_device") or generator_device_type(generator_state))
         saved_rng = dict(state["global_rng"])  # type: ignore[call-overload]
+        if saved_on == self.device.type:
+            self.generator.set_state(generator_state)
+        else:
+            log.warning("resume state saved on %s, loading on %s: the random generators are reseeded from "
+                        "seed %d and step %d (the run goes on; its random draws differ from an uninterrupted run)",
+                        saved_on, self.device, self.config.seed, self.step)
+            self.generator.manual_seed(reseed(self.config.seed, self.step))
+            saved_rng = self._initial_global_rng(reseed(self.config.seed, self.step) + 1)
         if self.device.type != "cuda":
             saved_rng.pop("cuda", None)
         elif "cuda" not in saved_rng:
@@ -242,3 +304,27 @@ class Trainer:
         """Load bytes from ``save_state`` with ``weights_only=True``: no arbitrary unpickling."""
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         self.load_state_dict(state)
+
+
+CPU_GENERATOR_STATE_BYTES = 5056
+"""A CPU (Mersenne Twister) generator's state; a CUDA (Philox) one is 16 bytes: seed and offset."""
+
+
+def generator_device_type(state: torch.Tensor) -> str:
+    """``cpu`` or ``cuda``, read from a generator state's size (for states saved without the device)."""
+    return "cpu" if state.numel() == CPU_GENERATOR_STATE_BYTES else "cuda"
+
+
+def reseed(seed: int, step: int) -> int:
+    """The seed a resumed run takes on a new device type: a function of the run's seed and the step."""
+    return (seed * 1_000_003 + step * 7_919 + 1) % (2**63)
+
+
+def compiled_network(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
+    """``model`` behind ``torch.compile`` (CUDA graphs on CUDA) when ``mode`` asks for it, else ``model`` itself.
+
+    The compiled module shares the parameters; state dicts, EMA and exports use ``model``.
+    """
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return model
+    return torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False)

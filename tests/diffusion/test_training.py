@@ -1,4 +1,5 @@
 import io
+import struct
 
 import pytest
 import torch
@@ -106,3 +107,77 @@ def test_training_leaves_the_callers_rng_alone(digits: torch.Tensor) -> None:
     before = torch.get_rng_state()
     trainer.fit()
     assert torch.equal(before, torch.get_rng_state())
+
+
+def fake_cuda_state(trainer_state: dict, with_device_tag: bool) -> dict:
+    """A resume state as a CUDA trial writes it, built without a GPU from its known layout.
+
+    A CUDA (Philox) generator's state is 16 bytes: the seed and the offset, both uint64.
+    """
+    philox = torch.tensor(list(struct.pack("<QQ", 1234, 64)), dtype=torch.uint8)
+    state = {**trainer_state, "generator": philox, "global_rng": {**trainer_state["global_rng"], "cuda": philox.clone()}}
+    if with_device_tag:
+        state["generator_device"] = "cuda"
+    else:
+        state.pop("generator_device")  # states saved before the tag: the device is read from the size
+    return state
+
+
+@pytest.mark.parametrize("with_device_tag", [True, False])
+def test_a_state_saved_on_cuda_resumes_on_the_cpu(digits: torch.Tensor, caplog: pytest.LogCaptureFixture,
+                                                   with_device_tag: bool) -> None:
+    run = tiny_run("unet", steps=8)
+    first = build_denoiser_run(run, CPU, digits).trainer
+    first.fit(until=4)
+    buffer = io.BytesIO()
+    torch.save(fake_cuda_state(first.state_dict(), with_device_tag), buffer)
+
+    resumed = []
+    for _ in range(2):
+        trainer = build_denoiser_run(run, CPU, digits).trainer
+        with caplog.at_level("WARNING", logger="diffusion.training"):
+            trainer.load_state(buffer.getvalue())
+        assert trainer.step == 4
+        for a, b in zip(first.model.state_dict().values(), trainer.model.state_dict().values()):
+            assert torch.equal(a, b)  # weights and optimiser moved; only the random draws are new
+        trainer.fit()
+        assert trainer.step == 8
+        resumed.append(trainer)
+    assert "saved on cuda, loading on cpu" in caplog.text and "reseeded" in caplog.text
+    # reseeding is a function of (seed, step): two resumes of the same state agree exactly
+    for a, b in zip(resumed[0].model.state_dict().values(), resumed[1].model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_state_saved_on_the_cpu_says_so(digits: torch.Tensor) -> None:
+    trainer = build_denoiser_run(tiny_run("mlp", steps=2), CPU, digits).trainer
+    state = torch.load(io.BytesIO(trainer.save_state()), weights_only=True)
+    assert state["generator_device"] == "cpu" and state["generator"].numel() == 5056
+
+
+def test_windows_of_steps_between_callbacks_change_nothing(digits: torch.Tensor) -> None:
+    """The trainer's RNG is swapped in once per callback window: any window size gives the same run."""
+    run = replace(tiny_run("resunet", steps=9), **{"model.dropout": 0.1})
+    def draw_from_the_global_rng(trainer: object, progress: object) -> None:
+        torch.rand(3)
+
+    results = []
+    for every in (1, 4, 100):
+        trainer = build_denoiser_run(run, CPU, digits).trainer
+        trainer.fit(callback=draw_from_the_global_rng, every=every)
+        results.append(trainer.model.state_dict())
+    for other in results[1:]:
+        for a, b in zip(results[0].values(), other.values()):
+            assert torch.equal(a, b)
+
+
+def test_compile_off_on_the_cpu_by_default_and_bad_modes_are_refused(digits: torch.Tensor) -> None:
+    trainer = build_denoiser_run(tiny_run("mlp", steps=2), CPU, digits).trainer
+    assert trainer.network is trainer.model  # auto: compiled on CUDA only
+    with pytest.raises(ConfigError, match=r"compile 'yes' is not one of \['auto', 'on', 'off'\]"):
+        build_denoiser_run(replace(tiny_run(), **{"train.compile": "yes"}), CPU, digits)
+
+
+def test_batch_indices_live_on_the_trainers_device(digits: torch.Tensor) -> None:
+    trainer = build_denoiser_run(tiny_run("mlp"), CPU, digits).trainer
+    assert trainer.batch_indices(0).device == trainer.device and len(trainer.batch_indices(40)) == 16
