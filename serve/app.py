@@ -29,11 +29,12 @@ import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+import ray
 from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
-from diffusion.device import pick_device
+from diffusion.device import assigned_device
 from diffusion.images import grid_png, path_gif, paths_png
 from diffusion.samplers import default_steps, denoising_paths, sample_stacked
 from diffusion.store import LabStore
@@ -98,7 +99,7 @@ class DiffusionServer:
     def __init__(self, lab: str, precision: str = "auto", threads: int = 1, limits: Limits = Limits()) -> None:
         torch.set_num_threads(max(1, threads))  # the replica's CPU share (Ray reserves num_cpus for it)
         self.store = LabStore(lab)
-        self.device = pick_device("auto")
+        self.device = assigned_device(ray.get_gpu_ids())  # the GPU this replica reserved, else the CPU
         self.precision = precision
         self.limits = limits
         self.catalog = Catalog(self.store, self.device, limits.refresh_s)
