@@ -1,4 +1,4 @@
-"""``python -m diffusion train|sample|train-embedding|score|robustness``: the library without Ray.
+"""``python -m diffusion train|sample|train-embedding|score|robustness|data``: the library without Ray.
 
 Every config key becomes a flag of the same name (``--batch-size`` sets TrainConfig.batch_size),
 so the flags never drift from the dataclasses. Wrong arguments give one line on stderr that
@@ -26,7 +26,7 @@ from diffusion.config import (
     from_dict,
     to_dict,
 )
-from diffusion.data import DATASETS, DatasetUnavailable
+from diffusion.data import DATASETS, DatasetUnavailable, store_dataset
 from diffusion.device import PRECISIONS, pick_device
 from diffusion.embeddings import EMBEDDINGS
 from diffusion.losses import LOSS_WEIGHTINGS
@@ -158,7 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     robustness.add_argument("--embeddings", nargs="+", choices=list(EMBEDDINGS), default=list(EMBEDDINGS))
     robustness.add_argument("--dataset", choices=list(DATASETS), default="mnist-embedded")
     robustness.add_argument("--device", default="auto")
+
+    data = commands.add_parser("data", help="copy a data set into the lab store, where every cluster node reads it")
+    data.add_argument("--dataset", choices=list(DATASETS), required=True)
+    data.add_argument("--lab", default=default_lab(), help="lab store root (default $DIFFUSION_LAB, else ./lab)")
+    data.add_argument("--data-root", default=DataConfig().data_root, help="where a local copy is (torchvision's layout)")
+    data.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                      help="download it when no local copy exists (default: yes; --no-download to forbid)")
     return parser
+
+
+def data_command(store: LabStore, config: DataConfig) -> int:
+    """Copy ``config.dataset`` into the lab store and print where, its sizes and checksum."""
+    manifest = store_dataset(store, config)
+    print(f"stored {config.dataset}: {manifest['train']} train and {manifest['test']} test images, "
+          f"sha256 {manifest['sha256'][:16]}..., in {store.uri(store.dataset_path(config.dataset))}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = run_config_from_args(args)
             name = check_name(args.name or args.model, "--name")
             return train_command.train_command(run, LabStore(args.lab), name, pick_device(args.device), args)
+        if args.command == "data":
+            return data_command(LabStore(args.lab), DataConfig(args.dataset, args.data_root, args.download))
         command = {
             "sample": train_command.sample_command,
             "train-embedding": evaluate_command.train_embedding_command,

@@ -2,19 +2,31 @@
 
 Every loader returns images as float32 tensors in [-1, 1] of shape (N, 1, 28, 28) and labels
 as int64 (N,). Nothing here touches the network unless a caller asks for a download.
+
+On a cluster the nodes never download: a data set that does not ship inside a wheel (full
+MNIST) is copied once into the lab store (``store_dataset``: ``data/<name>.safetensors``, uint8
+pixels, with its SHA-256 in ``data/<name>.json``), by the sweep's driver or by
+``python -m diffusion data``, and every loader given the store reads it from there.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
 
 from diffusion.config import ConfigError, DataConfig
+
+if TYPE_CHECKING:
+    from diffusion.store import LabStore
 
 SPLITS: tuple[str, ...] = ("train", "test")
 EMBEDDED_TEST_PER_DIGIT = 100  # 500 images per digit: 400 train, 100 held-out test
@@ -97,8 +109,9 @@ def load_mnist(split: str, root: str | Path, download: bool = False) -> Digits:
         data = MNIST(str(root), train=split == "train", download=download)
     except RuntimeError as error:
         raise DatasetUnavailable(
-            f"full MNIST is not under {root} and this run does not download it; "
-            f"run once with download enabled (python -m diffusion train --dataset mnist --download), "
+            f"full MNIST is not under {root} and this run does not download it; for a cluster, copy it into "
+            f"the lab store once with: python -m diffusion data --dataset mnist --lab LAB [--data-root DIR]; "
+            f"for one machine, run once with download enabled (python -m diffusion train --dataset mnist --download), "
             f"or copy torchvision's MNIST/raw files there, or use dataset 'mnist-embedded' (offline)"
         ) from error
     return Digits(to_model_range(data.data.numpy()), data.targets.to(torch.int64))
@@ -120,13 +133,80 @@ DATASETS: dict[str, Callable[[str, DataConfig], Digits]] = {
     "mnist-embedded": lambda split, config: load_embedded_mnist(split),
     "mnist": lambda split, config: load_mnist(split, config.data_root, config.download),
 }
+SHIPPED_DATASETS: frozenset[str] = frozenset({"mnist-embedded"})
+"""Data sets inside an installed wheel: every node has them, no lab store copy is needed."""
 
 
-def load_dataset(config: DataConfig, split: str) -> Digits:
-    """The ``split`` of the data set named in ``config`` (a key of DATASETS)."""
+def load_dataset(config: DataConfig, split: str, store: LabStore | None = None) -> Digits:
+    """The ``split`` of the data set named in ``config``: from the lab store's copy when ``store`` has one."""
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; accepted: {', '.join(DATASETS)}")
+    _check_split(split)
+    if store is not None and store.exists(store.dataset_path(config.dataset)):
+        return load_stored_dataset(store, config.dataset)[split]
     return DATASETS[config.dataset](split, config)
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Model-range images back to their 0..255 pixels, (N, 28, 28) uint8 (exact for stored digits)."""
+    return ((images[:, 0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def store_dataset(store: LabStore, config: DataConfig) -> dict[str, object]:
+    """Copy both splits of ``config.dataset`` (read locally, downloaded if ``config.download``) into the lab store."""
+    splits = {split: DATASETS[config.dataset](split, config) for split in SPLITS}
+    tensors = {}
+    for split, digits in splits.items():
+        tensors[f"{split}_pixels"] = _to_uint8(digits.images).contiguous()
+        tensors[f"{split}_labels"] = digits.labels.contiguous()
+    data = safetensors_save(tensors)
+    manifest = {"dataset": config.dataset, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                **{split: len(digits) for split, digits in splits.items()}}
+    store.write_bytes(store.dataset_path(config.dataset), data)
+    store.write_json(store.dataset_manifest_path(config.dataset), manifest)  # last: readers check against it
+    return manifest
+
+
+_STORED_CACHE: dict[tuple[str, str, tuple[int, int] | None], dict[str, Digits]] = {}
+
+
+def load_stored_dataset(store: LabStore, dataset: str) -> dict[str, Digits]:
+    """Both splits of the lab store's copy of ``dataset``, checked against its SHA-256 (read once per process)."""
+    relpath = store.dataset_path(dataset)
+    key = (store.root, dataset, store.signature(relpath))
+    if key not in _STORED_CACHE:
+        data = store.read_bytes(relpath)
+        manifest = store.read_json(store.dataset_manifest_path(dataset))
+        if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
+            raise DatasetUnavailable(f"{store.uri(relpath)} does not match the checksum in its manifest (truncated or "
+                                     f"altered); store it again with: python -m diffusion data --dataset {dataset} "
+                                     f"--lab {store.root}")
+        tensors = safetensors_load(data)
+        _STORED_CACHE.clear()  # one data set at a time: full MNIST is 55 MB of pixels
+        _STORED_CACHE[key] = {split: Digits(to_model_range(tensors[f"{split}_pixels"].numpy()), tensors[f"{split}_labels"])
+                              for split in SPLITS}
+    return _STORED_CACHE[key]
+
+
+def ensure_dataset(store: LabStore, config: DataConfig) -> str:
+    """Make sure every node can read ``config.dataset``: shipped in a wheel, or copied into the lab store now.
+
+    The copy reads the driver's local files and downloads only if ``config.download``; the
+    error of a data set that can be had neither way names the command that brings it.
+    """
+    if config.dataset in SHIPPED_DATASETS:
+        return f"{config.dataset}: ships with the installed packages"
+    relpath = store.dataset_path(config.dataset)
+    if store.exists(relpath):
+        return f"{config.dataset}: in the lab store ({store.uri(relpath)})"
+    try:
+        manifest = store_dataset(store, config)
+    except DatasetUnavailable as error:
+        raise DatasetUnavailable(
+            f"{config.dataset} is neither in the lab store nor on this machine ({error}). Bring it once with: "
+            f"python -m diffusion data --dataset {config.dataset} --lab {store.root} [--data-root DIR]"
+        ) from error
+    return f"{config.dataset}: copied into the lab store ({manifest['train']} train, {manifest['test']} test images)"
 
 
 @dataclass(frozen=True)
@@ -142,10 +222,10 @@ class RealSets:
         return torch.cat([self.train, self.test])
 
 
-def load_real_sets(dataset: str) -> RealSets:
-    """The train and test images of ``dataset``."""
+def load_real_sets(dataset: str, store: LabStore | None = None) -> RealSets:
+    """The train and test images of ``dataset`` (the lab store's copy where ``store`` has one)."""
     data = DataConfig(dataset=dataset)
-    return RealSets(load_dataset(data, "train").images, load_dataset(data, "test").images)
+    return RealSets(load_dataset(data, "train", store).images, load_dataset(data, "test", store).images)
 
 
 def _check_split(split: str) -> None:

@@ -48,7 +48,7 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
     """Sample a stored denoiser and print FD (with floor and ratio) and KID in each embedding."""
     stored = store.load_denoiser(args.name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
-    real = load_real_sets(stored.run.data.dataset)
+    real = load_real_sets(stored.run.data.dataset, store)
     start = time.perf_counter()
     with tqdm(total=args.num_images, unit="img", desc=f"sample {args.name}", dynamic_ncols=True) as bar:
         steps_per_image = args.steps or default_steps(args.sampler, schedule)
@@ -68,7 +68,7 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
 
 def robustness_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
     """Compute the corruption-robustness curves of every embedding and store them as two tables."""
-    real = load_real_sets(args.dataset)
+    real = load_real_sets(args.dataset, store)
     embedders = [load_embedder(name, store, device) for name in args.embeddings]
     start = time.perf_counter()
     curve = robustness_curve(real.test, real.train, embedders, load_sklearn_digits().images, n=args.n, seeds=range(args.seeds))

@@ -49,10 +49,11 @@ def validate_run_config(run: RunConfig) -> RunConfig:
     return run
 
 
-def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor | None = None) -> DenoiserRun:
-    """Load the training split (unless ``data`` is given), build schedule, seeded model and trainer."""
+def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor | None = None,
+                       store: LabStore | None = None) -> DenoiserRun:
+    """Load the training split (unless ``data`` is given; from ``store``'s copy where it has one), build schedule, seeded model and trainer."""
     validate_run_config(run)
-    images = load_dataset(run.data, "train").images if data is None else data
+    images = load_dataset(run.data, "train", store).images if data is None else data
     schedule = NoiseSchedule.from_config(run.diffusion).to(device)
     with seeded(run.train.seed):
         model = build_denoiser(run.model)

@@ -23,7 +23,7 @@ from diffusion.training import Trainer, TrainProgress
 
 def train_command(run: RunConfig, store: LabStore, name: str, device: torch.device, args: argparse.Namespace) -> int:
     """Train (or resume) one denoiser, export its EMA weights and write its pictures."""
-    job = build_denoiser_run(run, device)
+    job = build_denoiser_run(run, device, store=store)
     state_path = store.run_state_path(name)
     config = json.loads(json.dumps(to_dict(run)))  # as the saved state gives it back
     if args.resume:

@@ -35,7 +35,7 @@ def sample_size(setting: SamplerSetting, settings: EvaluateSettings, test_size: 
 
 def compute_floors(store: LabStore, dataset: str, settings: EvaluateSettings, device: torch.device) -> Floors:
     """The floor of every embedding at every N the sampler settings use."""
-    real = load_real_sets(dataset)
+    real = load_real_sets(dataset, store)
     sizes = sorted({sample_size(s, settings, len(real.test)) for s in settings.samplers})
     floors: Floors = {}
     for name in settings.embeddings:
@@ -50,7 +50,7 @@ def evaluate_model(store: LabStore, name: str, settings: EvaluateSettings, floor
     """Pictures (grid, paths, GIF) and one score row per (sampler setting, embedding) of model ``name``."""
     stored = store.load_denoiser(name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
-    real = load_real_sets(stored.run.data.dataset)
+    real = load_real_sets(stored.run.data.dataset, store)
     pictures = settings.pictures
     render_pictures(store, name, stored.model, schedule, pictures.sampler, pictures.steps, settings.seed, pictures.eta)
     embedders = [load_embedder(e, store, device) for e in settings.embeddings]
@@ -81,7 +81,7 @@ def robustness_tables(store: LabStore, dataset: str, settings: EvaluateSettings,
     """The corruption curves of every embedding on real digits, and their summary."""
     assert settings.robustness is not None
     curves = settings.robustness
-    real = load_real_sets(dataset)
+    real = load_real_sets(dataset, store)
     embedders = [load_embedder(e, store, device) for e in settings.embeddings]
     n = min(curves.n, len(real.test), len(real.train))
     curve = robustness_curve(real.test, real.train, embedders, load_sklearn_digits().images, n=n,

@@ -37,10 +37,11 @@ class EmbedderJob:
         return self.trainer.ema.model
 
 
-def build_embedder_job(run: EmbedderRun, device: torch.device, data: tuple[torch.Tensor, torch.Tensor] | None = None) -> EmbedderJob:
-    """Load the training split (unless ``data`` = (images, labels) is given), build a seeded model and trainer."""
+def build_embedder_job(run: EmbedderRun, device: torch.device, data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       store: LabStore | None = None) -> EmbedderJob:
+    """Load the training split (unless ``data`` = (images, labels) is given; from ``store``'s copy where it has one), build a seeded model and trainer."""
     if data is None:
-        digits = load_dataset(run.data, "train")
+        digits = load_dataset(run.data, "train", store)
         data = (digits.images, digits.labels)
     with seeded(run.train.seed):
         if isinstance(run, VAERun):
@@ -75,9 +76,9 @@ def train_embedder(
     every: int = 100,
 ) -> dict[str, float]:
     """Train an embedding model from scratch, export its EMA weights with test metrics, return them."""
-    job = build_embedder_job(run, device)
+    job = build_embedder_job(run, device, store=store)
     progress = job.trainer.fit(callback=callback, every=every)
-    test = load_dataset(run.data, "test")
+    test = load_dataset(run.data, "test", store)
     metrics = {**held_out_metrics(job, test.images, test.labels), "steps": job.trainer.step,
                "train_seconds": round(progress.elapsed_s, 1), "final_loss": progress.loss}
     store.export_model(name, job.ema_model, run, metrics)

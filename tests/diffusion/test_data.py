@@ -54,3 +54,36 @@ def test_unknown_dataset_and_split_name_the_accepted_ones() -> None:
         load_dataset(DataConfig(dataset="cifar"), "train")
     with pytest.raises(ConfigError, match="unknown split 'val'; accepted: train, test"):
         load_dataset(DataConfig(), "val")
+
+
+def test_a_copy_in_the_lab_store_is_what_every_loader_given_the_store_reads(tmp_path) -> None:
+    """Full MNIST (here: the embedded set in torchvision's files) is copied once; later loads need no local copy."""
+    from diffusion.data import ensure_dataset, store_dataset
+    from diffusion.store import LabStore
+    from tests.mnist_files import write_torchvision_mnist
+
+    store = LabStore(tmp_path / "lab")
+    root = write_torchvision_mnist(tmp_path / "mnist")
+    manifest = store_dataset(store, DataConfig(dataset="mnist", data_root=str(root)))
+    assert (manifest["train"], manifest["test"]) == (4000, 1000)
+    elsewhere = DataConfig(dataset="mnist", data_root=str(tmp_path / "nothing-here"))  # what a node without files sees
+    for split in ("train", "test"):
+        stored, original = load_dataset(elsewhere, split, store), load_embedded_mnist(split)
+        assert torch.equal(stored.images, original.images) and torch.equal(stored.labels, original.labels)
+    assert "in the lab store" in ensure_dataset(store, elsewhere)
+    with pytest.raises(DatasetUnavailable, match="full MNIST is not under"):
+        load_dataset(elsewhere, "train")  # without the store: the node's own (missing) files
+
+    (tmp_path / "lab" / "data" / "mnist.safetensors").write_bytes(b"\0" * 100)  # damaged copy: named, with the fix
+    with pytest.raises(DatasetUnavailable, match=r"does not match the checksum.*python -m diffusion data --dataset mnist"):
+        load_dataset(elsewhere, "test", store)
+
+
+def test_a_data_set_that_cannot_be_had_names_the_command_that_brings_it(tmp_path) -> None:
+    from diffusion.data import ensure_dataset
+    from diffusion.store import LabStore
+
+    store = LabStore(tmp_path / "lab")
+    with pytest.raises(DatasetUnavailable, match=r"python -m diffusion data --dataset mnist --lab"):
+        ensure_dataset(store, DataConfig(dataset="mnist", data_root=str(tmp_path / "none")))
+    assert "ships with the installed packages" in ensure_dataset(store, DataConfig())
