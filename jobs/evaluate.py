@@ -21,15 +21,15 @@ import ray
 import torch
 
 from diffusion.checkpoint import CheckpointError
-from diffusion.config import ConfigError
-from diffusion.device import pick_device
+from diffusion.config import ConfigError, DataConfig
+from diffusion.data import DatasetUnavailable, ensure_dataset
 from diffusion.leaderboard import format_leaderboard, leaderboard
 from diffusion.samplers import get_sampler, timestep_sequence
 from diffusion.store import LabStore, LabStoreError, StaleMetrics, default_lab
-from jobs.embeddings import ensure_embeddings
+from jobs.embeddings import ensure_embeddings, task_options
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
 from jobs.presets import EvaluateSettings, Preset, load_preset
-from jobs.ray_session import start_ray
+from jobs.ray_session import start_ray, task_device
 
 
 @dataclass(frozen=True)
@@ -79,25 +79,21 @@ def evaluation_models(request: EvaluateRequest) -> list[str]:
     return models
 
 
-def _task_options(settings: EvaluateSettings) -> dict[str, float]:
-    return {"num_cpus": settings.resources.get("cpu", 1), "num_gpus": settings.resources.get("gpu", 0)}
-
-
 @ray.remote
 def _floors_task(root: str, dataset: str, settings: EvaluateSettings) -> Floors:
-    return compute_floors(LabStore(root), dataset, settings, pick_device("auto"))
+    return compute_floors(LabStore(root), dataset, settings, task_device())
 
 
 @ray.remote
 def _model_task(root: str, name: str, settings: EvaluateSettings, floors: Floors) -> list[dict[str, Any]]:
     torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
-    return evaluate_model(LabStore(root), name, settings, floors, pick_device("auto"))
+    return evaluate_model(LabStore(root), name, settings, floors, task_device())
 
 
 @ray.remote
 def _robustness_task(root: str, dataset: str, settings: EvaluateSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
-    return robustness_tables(LabStore(root), dataset, settings, pick_device("auto"))
+    return robustness_tables(LabStore(root), dataset, settings, task_device())
 
 
 def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
@@ -106,9 +102,11 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
     models = evaluation_models(request)
     store, preset, settings = request.store, request.preset, request.preset.evaluate
     start_ray()
-    ensure_embeddings(store, preset.dataset, preset.embeddings, "evaluate")
-    options = _task_options(settings)
     datasets = {m: store.read_card(m).config["data"]["dataset"] for m in models}
+    for dataset in sorted({preset.dataset, *datasets.values()}):
+        print(f"[evaluate] data: {ensure_dataset(store, DataConfig(dataset=dataset))}", flush=True)
+    ensure_embeddings(store, preset.dataset, preset.embeddings, "evaluate", preset.embedding_resources)
+    options = task_options(settings.resources)
     floors = {d: _floors_task.options(**options).remote(store.root, d, settings) for d in sorted(set(datasets.values()))}
     pending = {_model_task.options(**options).remote(store.root, m, settings, floors[datasets[m]]): m for m in models}
     if settings.robustness is not None:
@@ -197,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvaluationFailed as error:
         print(f"python -m jobs.evaluate: error: {error}", file=sys.stderr)
         status = 1
+    except DatasetUnavailable as error:
+        print(f"python -m jobs.evaluate: error: {error}", file=sys.stderr)
+        return 2
     print_leaderboard(request.store)  # of every model scored, also when some failed
     return status
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from diffusion.checkpoint import CheckpointError
 from diffusion.config import ConfigError
+from diffusion.data import DatasetUnavailable
 from diffusion.store import LabStoreError
 from jobs import evaluate, sweep
 from jobs.presets import first_point, run_config
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in request.models:  # the models are exported only later: check against the preset's configs
             run = run_config(model, request.preset.models[model], request.preset.dataset, sample=first_point)
             evaluate.check_steps(request.preset.evaluate, model, run.diffusion.timesteps)
-    except (ConfigError, LabStoreError, CheckpointError, ValueError) as error:
+    except (ConfigError, LabStoreError, CheckpointError, DatasetUnavailable, ValueError) as error:
         print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)
         return 2
     start = time.perf_counter()

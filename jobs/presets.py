@@ -95,6 +95,8 @@ class Preset:
     sweep: SweepSettings
     models: dict[str, dict[str, dict[str, Any]]]
     evaluate: EvaluateSettings = EvaluateSettings()
+    embedding_resources: dict[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    """Per embedding-training task (``embeddings.resources``): a GPU share puts the VAE on a GPU node."""
 
 
 def preset_path(name_or_path: str) -> Path:
@@ -121,8 +123,10 @@ def load_preset(name_or_path: str) -> Preset:
     dataset = raw.get("dataset", "mnist-embedded")
     if dataset not in DATASETS:
         raise ConfigError(f"preset {path.name}: unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
-    embeddings = raw.get("embeddings", {}) or {}
-    _only(embeddings, {"vae", "classifier"}, f"preset {path.name}: embeddings")
+    embeddings = dict(raw.get("embeddings", {}) or {})
+    _only(embeddings, {"vae", "classifier", "resources"}, f"preset {path.name}: embeddings")
+    embedding_resources = embeddings.pop("resources", None) or {"cpu": 1, "gpu": 0}
+    _resources(embedding_resources, f"preset {path.name}: embeddings")
     for kind, overrides in embeddings.items():
         _only(overrides or {}, {f.name for f in dataclasses.fields(TrainConfig)}, f"preset {path.name}: embeddings.{kind}")
     sweep = check_sweep_settings(from_dict(SweepSettings, raw.get("sweep", {}) or {}, f"preset {path.name}: sweep"),
@@ -135,7 +139,8 @@ def load_preset(name_or_path: str) -> Preset:
         _only(sections or {}, set(SECTIONS), f"preset {path.name}: models.{model}")
         for point in _check_points(sections or {}):  # every choice, and each range's low end, must build a run
             run_config(model, point, dataset, sample=first_point)
-    return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()}, evaluate)
+    return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()}, evaluate,
+                  embedding_resources)
 
 
 def _positive(value: float | None, where: str, minimum: float = 1) -> None:

@@ -1,9 +1,11 @@
 """``python -m jobs.sweep``: train the evaluation embeddings if missing, then sweep the denoisers with Ray Tune.
 
-Each model gets its own Tune experiment (``<lab>/tune/sweep-<model>``) over its search space
-from the preset, with ASHA stopping poor trials early on the FD (VAE) they report. At the end
-the best trial of each model is exported to the lab store (EMA weights, config, metrics), and
-the trials table and the per-report history are written for the dashboard.
+All the models' trials run in ONE Tune experiment (``<lab>/tune/sweep-<models>``), so a cluster
+stays full until the last trial ends; each model keeps its own search space from the preset and
+its own ASHA brackets (``jobs.scheduling.GroupedScheduler``), stopping poor trials early on the
+FD (VAE) they report. At the end the best trial of each model is exported to the lab store:
+exactly the EMA weights of its best FD report (carried in every checkpoint), with that FD and
+its step on the card; the trials table and the per-report history are written for the dashboard.
 """
 
 from __future__ import annotations
@@ -17,19 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from diffusion.config import ConfigError
-from diffusion.device import pick_device
-from diffusion.models import DENOISERS
-from diffusion.recipe import build_denoiser_run
+from diffusion.checkpoint import weights_from_bytes
+from diffusion.config import ConfigError, DataConfig
+from diffusion.data import DatasetUnavailable, ensure_dataset
+from diffusion.models import DENOISERS, build_denoiser
 from diffusion.store import LabStore, LabStoreError, default_lab
 from jobs.embeddings import ensure_embeddings
 from jobs.presets import Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray
-from jobs.trainable import STATE_FILE, train_denoiser_trial
+from jobs.scheduling import GroupedScheduler
+from jobs.trainable import DENOISER_KEY, model_of, read_best, train_denoiser_trial
 
 ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
 # Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
@@ -39,6 +41,7 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 # without FD, but Tune's strict check would reject them as missing the scheduler's metric.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 CHECKPOINTS_KEPT = 4
+SECTIONS = ("model", "diffusion", "train")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +76,7 @@ def check_inputs(args: argparse.Namespace) -> SweepRequest:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
     store = LabStore(args.lab)
     store.write_json("tune/.reachable", {"checked": time.time()})  # fails now, not after training
+    print(f"[sweep] data: {ensure_dataset(store, DataConfig(dataset=preset.dataset))}", flush=True)
     return SweepRequest(preset, models, store, args.num_samples, args.max_concurrent, args.resume)
 
 
@@ -88,84 +92,108 @@ class SweepRequest:
     resume: bool = False
 
 
-def sweep_model(request: SweepRequest, model: str) -> tune.ResultGrid:
-    """Run (or resume) the Tune experiment of one model."""
+def experiment_name(models: Sequence[str]) -> str:
+    """The Tune experiment of a sweep over ``models`` (``--resume`` finds it by the same models)."""
+    return "sweep-" + "-".join(models)
+
+
+def sweep_models(request: SweepRequest) -> tune.ResultGrid:
+    """Run (or resume) the one Tune experiment of every requested model: per-model spaces and ASHA brackets."""
     store, preset, settings = request.store, request.preset, request.preset.sweep
     num_samples = request.num_samples or settings.num_samples
     job = {"lab": store.root, "dataset": preset.dataset, "eval_every_images": settings.eval_every_images,
            "report_every_images": settings.report_every_images, "fd_samples": settings.fd_samples, "fd_sampler_steps": settings.fd_sampler_steps}
     resources = {k: v for k, v in settings.resources.items() if v}
     trainable = tune.with_resources(train_denoiser_trial, resources)
-    name = f"sweep-{model}"
+    name = experiment_name(request.models)
     path = store.uri("tune", name)
     if request.resume and tune.Tuner.can_restore(path):
-        print(f"[sweep] {model}: resuming {path}", flush=True)
+        print(f"[sweep] resuming {path}", flush=True)
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
-    scheduler = ASHAScheduler(time_attr="images_seen", metric="fd", mode="min",
-                              max_t=ASHA_MAX_IMAGES, grace_period=settings.grace_images,
-                              reduction_factor=settings.reduction_factor)
+    scheduler = GroupedScheduler({model: ASHAScheduler(time_attr="images_seen", metric="fd", mode="min", max_t=ASHA_MAX_IMAGES,
+                                                       grace_period=settings.grace_images,
+                                                       reduction_factor=settings.reduction_factor)
+                                  for model in request.models}, model_of)
+    # a grid over the models, each point holding its own search space: num_samples trials per model
+    space = {DENOISER_KEY: tune.grid_search([param_space(preset, model) for model in request.models]), "_job": job}
     tuner = tune.Tuner(
         trainable,
-        param_space=param_space(preset, model) | {"_job": job},
+        param_space=space,
         tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=request.max_concurrent or settings.max_concurrent),
         run_config=tune.RunConfig(
             name=name, storage_path=store.tune_storage(), verbose=1,
             # keep the newest few by recency: the experiment state that --resume reads may lag a
-            # report or two behind, and must still find the checkpoint it names
+            # report or two behind, and must still find the checkpoint it names; every checkpoint
+            # carries the trial's best-FD weights, so the export never needs an older one
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         ),
     )
-    print(f"[sweep] {model}: {num_samples} trial(s) -> {path}", flush=True)
+    print(f"[sweep] {num_samples} trial(s) each of {', '.join(request.models)} in one experiment -> {path}", flush=True)
     return tuner.fit()
 
 
-def trial_rows(store: LabStore, model: str, results: tune.ResultGrid) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
-    """One row per trial (config, status, final and best metrics, checkpoint) and its report history."""
+def trial_rows(store: LabStore, results: tune.ResultGrid) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """One row per trial (model, config, status, final and best metrics, checkpoint) and its report history."""
     rows, histories = [], []
     for result in results:
-        config = {f"{section}.{k}": v for section in ("model", "diffusion", "train")
-                  for k, v in (result.config.get(section) or {}).items()}
+        point = result.config[DENOISER_KEY]
+        model = model_of(result.config)
+        config = {f"{section}.{k}": v for section in SECTIONS for k, v in (point.get(section) or {}).items()}
         history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
-        latest = result.checkpoint  # the trial's final state: its EMA weights are what gets exported
+        if not history.empty and "step" in history:
+            # a report logged after the last checkpoint is made again on resume: keep the later one
+            history = history.drop_duplicates("step", keep="last")
+        scored = history.dropna(subset=["fd"]) if "fd" in history else pd.DataFrame()
+        best = scored.loc[scored.fd.idxmin()] if not scored.empty else None
+        latest = result.checkpoint  # the trial's last checkpoint: it carries the best-FD weights
         trial_id = result.metrics.get("trial_id", result.path.rsplit("/", 1)[-1])
         rows.append({"model": model, "trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED",
                      "error": str(result.error)[:500] if result.error else "", **config,
                      "final_loss": result.metrics.get("loss"), "final_fd": result.metrics.get("fd"),
-                     "best_fd": float(history.fd.min()) if "fd" in history else None,
+                     "best_fd": float(best.fd) if best is not None else None,
+                     "best_step": int(best.step) if best is not None else None,
                      "fd_floor": result.metrics.get("fd_floor"),
                      "images_seen": result.metrics.get("images_seen"),
                      "time_total_s": result.metrics.get("time_total_s"), "node_id": result.metrics.get("node_id"),
+                     "device": result.metrics.get("device"),
                      "checkpoint": store.uri_of(latest.path) if latest else None,
                      "trial_path": store.uri_of(result.path)})
         if not history.empty:
-            keep = [c for c in ("step", "images_seen", "loss", "fd", "fd_ratio", "resumed", "time_total_s", "timestamp", "node_id") if c in history]
-            # a report logged after the last checkpoint is made again on resume: keep the later one
-            history = history[keep].drop_duplicates("step", keep="last") if "step" in history else history[keep]
-            histories.append(history.assign(model=model, trial_id=trial_id))
+            keep = [c for c in ("step", "images_seen", "loss", "fd", "fd_ratio", "resumed", "time_total_s", "timestamp",
+                                "node_id", "device") if c in history]
+            histories.append(history[keep].assign(model=model, trial_id=trial_id))
     return rows, histories
 
 
 def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Export the best trial's EMA weights as ``<model>`` in the lab store; mark its row."""
-    scored = [r for r in rows if r["checkpoint"] and r["best_fd"] is not None]
+    """Export the EMA weights of ``model``'s best FD report (over all its trials) as ``<model>``; mark its row."""
+    scored = [r for r in rows if r["model"] == model and r["checkpoint"] and r["best_fd"] is not None]
     if not scored:
-        print(f"[sweep] {model}: no trial produced a checkpoint; nothing exported", flush=True)
+        print(f"[sweep] {model}: no trial produced a scored checkpoint; nothing exported", flush=True)
         return None
     best = min(scored, key=lambda r: r["best_fd"])
-    sections = {s: {k.split(".", 1)[1]: v for k, v in best.items() if k.startswith(f"{s}.")} for s in ("model", "diffusion", "train")}
+    sections = {s: {k.split(".", 1)[1]: v for k, v in best.items() if k.startswith(f"{s}.") and v is not None}
+                for s in SECTIONS}
     run = run_config(model, sections, preset.dataset)
-    job = build_denoiser_run(run, pick_device("cpu"), data=torch.zeros(1, 1, 28, 28))  # weights only, no data
-    checkpoint = tune.Checkpoint(best["checkpoint"])
-    with checkpoint.as_directory() as directory, open(os.path.join(directory, STATE_FILE), "rb") as handle:
-        job.trainer.load_state(handle.read())
-    metrics = {"fd_vae_sweep": best["best_fd"], "fd_floor_sweep": best["fd_floor"], "trial_id": best["trial_id"],
-               "steps": job.trainer.step, "images_seen": job.trainer.images_seen, "train_seconds": best["time_total_s"]}
-    store.export_model(model, job.ema_model, run, metrics)
+    with tune.Checkpoint(best["checkpoint"]).as_directory() as directory:
+        found = read_best(directory)
+    if found is None:
+        raise LabStoreError(f"{best['checkpoint']}: the checkpoint carries no best-FD weights; cannot export {model}")
+    weights, info = found
+    network = build_denoiser(run.model)
+    network.load_state_dict(weights_from_bytes(weights, f"{best['checkpoint']} (best weights)"), strict=True)
+    metrics = {"fd_vae_sweep": info["fd"], "fd_floor_sweep": info["fd_floor"], "fd_step_sweep": info["step"],
+               "fd_samples_sweep": info.get("fd_samples"), "fd_sampler_sweep": info.get("fd_sampler"),
+               "trial_id": best["trial_id"], "steps": info["step"], "images_seen": info["images_seen"],
+               "trained_steps": int(best["images_seen"] or 0) // run.train.batch_size, "train_seconds": best["time_total_s"]}
+    store.export_model(model, network.eval(), run, metrics)
     for row in rows:
-        row["is_best"] = row is best
-    print(f"[sweep] {model}: exported trial {best['trial_id']} (FD {best['best_fd']:.4g}) -> {store.uri(store.model_path(model))}", flush=True)
+        if row["model"] == model:
+            row["is_best"] = row is best
+    print(f"[sweep] {model}: exported trial {best['trial_id']} at step {info['step']} (FD {info['fd']:.4g}) "
+          f"-> {store.uri(store.model_path(model))}", flush=True)
     return metrics
 
 
@@ -180,21 +208,18 @@ def write_tables(store: LabStore, models: list[str], rows: list[dict[str, Any]],
 
 
 def run_sweep(request: SweepRequest) -> pd.DataFrame:
-    """Embeddings first, then each model's Tune experiment; export the best trials, write the tables."""
+    """Embeddings first, then one Tune experiment for all the models; export each model's best, write the tables."""
     start = time.perf_counter()
     start_ray()
-    store = request.store
-    ensure_embeddings(store, request.preset.dataset, request.preset.embeddings, "sweep")
-    rows: list[dict[str, Any]] = []
-    histories: list[pd.DataFrame] = []
+    store, preset = request.store, request.preset
+    ensure_embeddings(store, preset.dataset, preset.embeddings, "sweep", preset.embedding_resources)
+    embeddings_s = time.perf_counter() - start
+    rows, histories = trial_rows(store, sweep_models(request))
     for model in request.models:
-        results = sweep_model(request, model)
-        model_rows, model_histories = trial_rows(store, model, results)
-        export_best(store, request.preset, model, model_rows)
-        rows += model_rows
-        histories += model_histories
+        export_best(store, preset, model, rows)
     write_tables(store, request.models, rows, histories)
-    print(f"[sweep] done in {time.perf_counter() - start:.0f} s: {len(rows)} trials, tables in {store.uri('tables')}", flush=True)
+    print(f"[sweep] done in {time.perf_counter() - start:.0f} s (embeddings {embeddings_s:.0f} s): {len(rows)} trials, "
+          f"tables in {store.uri('tables')}", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -203,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         request = check_inputs(args)
-    except (ConfigError, LabStoreError, ValueError) as error:
+    except (ConfigError, LabStoreError, DatasetUnavailable, ValueError) as error:
         print(f"python -m jobs.sweep: error: {error}", file=sys.stderr)
         return 2
     run_sweep(request)

@@ -5,11 +5,16 @@ checkpoint with the trainer's full resume state (torch.save, read back with
 weights_only=True); every ``eval_every_images`` (and at the end) it also carries the FD (VAE
 embedding) of a small DDIM sample against the held-out test set, with its floor and ratio.
 ASHA acts on the FD reports only. After a failure Tune restarts the trial from
-``tune.get_checkpoint()``.
+``tune.get_checkpoint()``, on whatever device the retry was given (resume state is portable).
+
+Every checkpoint also carries the EMA weights of the trial's best FD report so far
+(``best.safetensors``, with ``best.json``: FD, floor, step): the sweep exports exactly the
+weights that were scored, whichever checkpoints Tune keeps.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import Any
@@ -18,8 +23,8 @@ import ray
 import torch
 from ray import tune
 
+from diffusion.checkpoint import weights_to_bytes
 from diffusion.data import load_dataset
-from diffusion.device import pick_device
 from diffusion.embeddings.loading import load_embedder
 from diffusion.metrics.floor import fd_floor
 from diffusion.metrics.frechet import frechet_distance
@@ -28,26 +33,65 @@ from diffusion.samplers import sample
 from diffusion.store import LabStore
 from diffusion.training import Trainer, TrainProgress
 from jobs.presets import run_config
+from jobs.ray_session import task_device
 
 STATE_FILE = "trainer_state.pt"
+BEST_WEIGHTS_FILE = "best.safetensors"
+BEST_INFO_FILE = "best.json"
+DENOISER_KEY = "denoiser"
+"""The trial config's key holding one model's point: ``{"arch": ..., "model": ..., "diffusion": ..., "train": ...}``."""
 FAIL_ONCE_ENV = "DIFFUSION_LAB_FAIL_ONCE_AT_STEP"  # test hook: raise once at this step, to prove retries resume
+SPOIL_AFTER_ENV = "DIFFUSION_LAB_SPOIL_WEIGHTS_AFTER_STEP"  # test hook: scramble the weights after this step, so FD worsens late
+
+
+def model_of(config: dict[str, Any]) -> str:
+    """The model (architecture) a trial config trains: the sweep's grouping key."""
+    return config[DENOISER_KEY]["arch"]
+
+
+def _write_checkpoint(directory: str, trainer: Trainer, best: tuple[bytes, dict[str, Any]] | None) -> None:
+    with open(os.path.join(directory, STATE_FILE), "wb") as handle:
+        handle.write(trainer.save_state())
+    if best is not None:
+        with open(os.path.join(directory, BEST_WEIGHTS_FILE), "wb") as handle:
+            handle.write(best[0])
+        with open(os.path.join(directory, BEST_INFO_FILE), "w") as handle:
+            json.dump(best[1], handle)
+
+
+def read_best(directory: str) -> tuple[bytes, dict[str, Any]] | None:
+    """The best-FD EMA weights (safetensors bytes) and their report (FD, floor, step) in a checkpoint folder."""
+    weights, info = os.path.join(directory, BEST_WEIGHTS_FILE), os.path.join(directory, BEST_INFO_FILE)
+    if not (os.path.exists(weights) and os.path.exists(info)):
+        return None
+    with open(weights, "rb") as w, open(info) as i:
+        return w.read(), json.load(i)
+
+
+def _spoil(trainer: Trainer) -> None:
+    """Set every weight (network and EMA) to one: a degenerate net whose samples are far from digits."""
+    with torch.no_grad():
+        for parameter in [*trainer.model.parameters(), *trainer.ema.model.parameters()]:
+            parameter.fill_(1.0)
 
 
 def train_denoiser_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable; ``config`` is one point of ``jobs.presets.param_space`` plus ``_job``."""
+    """Tune function trainable; ``config`` holds one model's point under ``denoiser`` and the job's settings under ``_job``."""
     job_settings = config["_job"]
-    sections = {s: config.get(s, {}) for s in ("model", "diffusion", "train")}
-    run = run_config(config["arch"], sections, job_settings["dataset"])
-    device = pick_device("auto")
+    point = config[DENOISER_KEY]
+    run = run_config(point["arch"], {s: point.get(s, {}) for s in ("model", "diffusion", "train")}, job_settings["dataset"])
+    device = task_device()
     store = LabStore(job_settings["lab"])
-    job = build_denoiser_run(run, device)
+    job = build_denoiser_run(run, device, store=store)
     checkpoint = tune.get_checkpoint()
+    best: tuple[bytes, dict[str, Any]] | None = None
     if checkpoint is not None:
         with checkpoint.as_directory() as directory, open(os.path.join(directory, STATE_FILE), "rb") as handle:
             job.trainer.load_state(handle.read())
+            best = read_best(directory)
 
     embedder = load_embedder("vae", store, device)
-    test = load_dataset(run.data, "test").images
+    test = load_dataset(run.data, "test", store).images
     n = min(job_settings["fd_samples"], len(test))
     test_stats = embedder.stats(test[:n])
     train_images = job.trainer.tensors[0][: 4 * n].cpu()  # the split build_denoiser_run already loaded
@@ -55,21 +99,29 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
     every = max(1, job_settings["report_every_images"] // run.train.batch_size)
     eval_every = job_settings["eval_every_images"]
     fail_at = int(os.environ.get(FAIL_ONCE_ENV, "0"))
+    spoil_after = int(os.environ.get(SPOIL_AFTER_ENV, "0"))
     node_id = ray.get_runtime_context().get_node_id()  # hosts can share an IP (several nodes on one machine)
 
     def report(trainer: Trainer, progress: TrainProgress) -> None:
+        nonlocal best
         if fail_at and progress.step >= fail_at and checkpoint is None:
             raise RuntimeError(f"injected failure at step {progress.step} ({FAIL_ONCE_ENV})")
+        if spoil_after and progress.step > spoil_after:
+            _spoil(trainer)
         metrics = {"step": progress.step, "images_seen": progress.images_seen, "loss": progress.loss,
-                   "lr": progress.lr, "images_per_s": progress.images_per_s, "resumed": checkpoint is not None, "node_id": node_id}
+                   "lr": progress.lr, "images_per_s": progress.images_per_s, "resumed": checkpoint is not None,
+                   "node_id": node_id, "device": str(device)}
         previous_images = progress.images_seen - every * run.train.batch_size
         if progress.step == run.train.steps or progress.images_seen // eval_every > previous_images // eval_every:
             images = sample(trainer.ema.model, job.schedule, n, "ddim", job_settings["fd_sampler_steps"], seed=0)
             fd = frechet_distance(embedder.stats(images), test_stats).fd
             metrics |= {"fd": fd, "fd_floor": floor.mean, "fd_ratio": floor.ratio(fd)}
+            if best is None or fd < best[1]["fd"]:
+                best = (weights_to_bytes(trainer.ema.model),
+                        {"fd": fd, "fd_floor": floor.mean, "step": progress.step, "images_seen": progress.images_seen,
+                         "fd_samples": n, "fd_sampler": f"ddim-{job_settings['fd_sampler_steps']}"})
         with tempfile.TemporaryDirectory() as directory:
-            with open(os.path.join(directory, STATE_FILE), "wb") as handle:
-                handle.write(trainer.save_state())
+            _write_checkpoint(directory, trainer, best)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     job.trainer.fit(callback=report, every=every)

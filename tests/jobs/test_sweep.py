@@ -10,10 +10,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
+from diffusion.config import DataConfig
+from diffusion.data import load_dataset
+from diffusion.embeddings.loading import load_embedder
+from diffusion.metrics.frechet import frechet_distance
+from diffusion.samplers import sample
+from diffusion.schedules import NoiseSchedule
 from diffusion.store import LabStore
 from jobs.sweep import main
-from jobs.trainable import FAIL_ONCE_ENV
+from jobs.trainable import FAIL_ONCE_ENV, SPOIL_AFTER_ENV
+from tests.mnist_files import write_torchvision_mnist
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,21 +63,56 @@ def test_an_unreachable_lab_fails_before_any_trial(tmp_path: Path, capsys) -> No
     assert "cannot write" in capsys.readouterr().err
 
 
-def test_smoke_sweep_exports_the_best_trials_and_retries_from_the_last_checkpoint(tmp_path: Path) -> None:
-    lab = tmp_path / "lab"
+GPU_SHARE_PRESET = """
+dataset: mnist                      # full MNIST: here the embedded set in torchvision's files, copied into the lab
+embeddings: {resources: {cpu: 1, gpu: 0.25}, vae: {steps: 150}, classifier: {steps: 60}}
+sweep: {num_samples: 2, max_concurrent: 4, resources: {cpu: 0.5, gpu: 0.25}, eval_every_images: 640,
+        report_every_images: 320, fd_samples: 100, fd_sampler_steps: 5, grace_images: 100000, reduction_factor: 2,
+        max_failures: 2}
+models:
+  mlp:
+    model: {width: 32, depth: 1}
+    diffusion: {timesteps: 100}
+    train: {steps: 20, batch_size: 64, warmup_steps: 2, lr: {loguniform: [5.0e-4, 3.0e-3]}}
+  unet:
+    model: {width: 8, depth: 1}
+    diffusion: {timesteps: 100, schedule: {choice: [linear, cosine]}}
+    train: {steps: 20, batch_size: 64, warmup_steps: 2}
+"""
+# a sweep on logical GPUs: Ray schedules the GPU shares, the work runs on the CPU (no CUDA here)
+WITH_LOGICAL_GPU = ("import sys, ray; ray.init(address='local', num_cpus=2, num_gpus=1, include_dashboard=False); "
+                    "from jobs.sweep import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_from_the_last_checkpoint(tmp_path: Path) -> None:
+    """Two models x two trials in one Tune experiment on fractional (logical) GPUs, full MNIST read from the lab store.
+
+    Every trial fails once at step 15 (retried from its step-10 checkpoint) and has its weights
+    spoiled after step 10, so its FD gets worse late: the export must be the step-10 weights.
+    """
+    lab, preset = tmp_path / "lab", tmp_path / "gpu-share.yaml"
+    preset.write_text(GPU_SHARE_PRESET)
+    home = tmp_path / "home"  # no ~/.cache/diffusion-lab/mnist: a node can only read the lab store's copy
+    env = {**os.environ, "HOME": str(home), "RAY_ADDRESS": ""}
+    mnist = write_torchvision_mnist(tmp_path / "mnist")
+    stored = subprocess.run([sys.executable, "-m", "diffusion", "data", "--dataset", "mnist", "--data-root", str(mnist),
+                             "--no-download", "--lab", str(lab)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert stored.returncode == 0 and "4000 train and 1000 test images" in stored.stdout, stored.stderr
     ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    env = {**os.environ, FAIL_ONCE_ENV: "15", "TMPDIR": ray_tmp, "RAY_ADDRESS": ""}
-    result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--preset", "smoke", "--models", "mlp", "unet",
-                             "--lab", str(lab)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env |= {FAIL_ONCE_ENV: "15", SPOIL_AFTER_ENV: "10", "TMPDIR": ray_tmp}
+    result = subprocess.run([sys.executable, "-c", WITH_LOGICAL_GPU, "--preset", str(preset), "--lab", str(lab)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     store = LabStore(lab)
     assert set(store.list_models(kind="denoiser")) == {"mlp", "unet"}
     assert set(store.list_models(kind="vae")) == {"vae"} and store.list_models(kind="classifier") == ["classifier"]
+    assert len([p for p in (lab / "tune" / "sweep-mlp-unet").iterdir() if p.is_dir()]) == 4  # one experiment, 4 trials
     trials = store.read_table("trials")
-    assert sorted(trials.model) == ["mlp", "unet"] and trials.is_best.all()
+    assert sorted(trials.model) == ["mlp", "mlp", "unet", "unet"]
     assert (trials.status == "TERMINATED").all() and (trials.images_seen == 20 * 64).all()
-    assert store.load_denoiser("unet").card.metrics["trial_id"] in set(trials.trial_id)
+    assert (trials.device == "cpu").all()  # a logical GPU on a machine without CUDA: the work runs on the CPU
+    assert trials.groupby("model").is_best.sum().tolist() == [1, 1]
 
     history = store.read_table("trial_history")
     for trial_id, reports in history.groupby("trial_id"):
@@ -78,3 +121,28 @@ def test_smoke_sweep_exports_the_best_trials_and_retries_from_the_last_checkpoin
         assert reports.step.tolist() == [5, 10, 15, 20], reports
         assert reports.resumed.tolist() == [False, False, True, True]
         assert reports.loss.notna().all() and reports.fd.notna().tolist() == [False, True, False, True]
+        assert reports.fd.iloc[3] > reports.fd.iloc[1], reports  # spoiled after step 10: the FD got worse
+
+    torch.set_num_threads(1)  # as in the trial (0.5 CPU): the same kernels, the same sums
+    test = load_dataset(DataConfig(dataset="mnist", data_root=str(home)), "test", store).images[:100]
+    for model in ("mlp", "unet"):
+        exported = store.load_denoiser(model)
+        card = exported.card.metrics
+        best = history[history.model == model].dropna(subset=["fd"]).sort_values("fd").iloc[0]
+        assert card["trial_id"] == best.trial_id and trials.set_index("trial_id").is_best[best.trial_id]
+        assert card["fd_step_sweep"] == card["steps"] == 10 and card["fd_vae_sweep"] == pytest.approx(best.fd, rel=1e-9)
+        # the exported weights are the scored ones: the same sample gives the recorded FD
+        schedule = NoiseSchedule.from_config(exported.run.diffusion)
+        images = sample(exported.model, schedule, 100, "ddim", 5, seed=0)
+        embedder = load_embedder("vae", store)
+        fd = frechet_distance(embedder.stats(images), embedder.stats(test)).fd
+        assert fd == pytest.approx(card["fd_vae_sweep"], rel=1e-4), (model, fd, card)
+
+
+def test_a_full_mnist_sweep_without_a_copy_names_the_command_that_brings_it(tmp_path: Path, capsys,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    preset = tmp_path / "full-mnist.yaml"
+    preset.write_text("dataset: mnist\nmodels:\n  mlp: {}\n")
+    assert main(["--preset", str(preset), "--lab", str(tmp_path / "lab")]) == 2
+    assert "python -m diffusion data --dataset mnist --lab" in capsys.readouterr().err
