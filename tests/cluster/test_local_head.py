@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -36,9 +40,24 @@ def dashboard_jobs_page(lab: Path, address: str, token_file: Path) -> AppTest:
     return app
 
 
-def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_is_refused(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Head:
+    """A head that ``python -m cluster.local up`` started: its job API, token file and the environments to reach it."""
+
+    address: str
+    dashboard_port: int
+    token_file: Path
+    env: dict[str, str]  # no token: as a stranger
+    authorised: dict[str, str]  # RAY_AUTH_MODE=token with the token file
+    local: list[str]  # the CLI and its flags, for status and down
+    up_stdout: str
+
+
+@contextlib.contextmanager
+def local_head(tmp_path: Path) -> Iterator[Head]:
+    """``python -m cluster.local up`` on free ports with a token file in ``tmp_path``; ``down`` afterwards."""
     ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    token_file, lab = tmp_path / "token", tmp_path / "lab"
+    token_file = tmp_path / "token"
     gcs_port, dashboard_port = free_port(), free_port()
     env = clean_env(ray_tmp)
     local = [sys.executable, "-m", "cluster.local"]
@@ -46,9 +65,42 @@ def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_i
     up = run([*local, "up", *flags, "--num-cpus", "2", "--temp-dir", ray_tmp], env)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        assert "token authentication on" in up.stdout and f"http://127.0.0.1:{dashboard_port}" in up.stdout
+        yield Head(f"http://127.0.0.1:{dashboard_port}", dashboard_port, token_file, env,
+                   {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}, [*local, *flags], up.stdout)
+    finally:
+        run([*local, "down", *flags], env)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def wait_for_jobs(head: Head, submission_ids: list[str], timeout: float) -> dict[str, str]:
+    """Each job's final status (or the last seen one, if ``timeout`` runs out first)."""
+    token = head.token_file.read_text().strip()
+    deadline, states = time.monotonic() + timeout, dict.fromkeys(submission_ids, "")
+    while time.monotonic() < deadline and not all(state in TERMINAL for state in states.values()):
+        time.sleep(2)
+        for job in submission_ids:
+            states[job] = json.loads(dashboard_get(head.dashboard_port, f"/api/jobs/{job}", token)[1]).get("status", "")
+    return states
+
+
+def submit_from_the_form(page: AppTest, kind: str, preset: str, lab: str) -> AppTest:
+    """Fill the Jobs page's form as a visitor would and press Submit."""
+    form = {box.label: box for box in page.selectbox}
+    form["Job"].set_value(kind)
+    form["Preset"].set_value(preset)
+    page.text_input[0].set_value(lab)
+    page.button[0].click().run()
+    assert not page.exception, [e.value for e in page.exception]
+    return page
+
+
+def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_is_refused(tmp_path: Path) -> None:
+    lab = tmp_path / "lab"
+    with local_head(tmp_path) as head:
+        address, dashboard_port, token_file, env, authorised = (head.address, head.dashboard_port, head.token_file,
+                                                                 head.env, head.authorised)
+        assert "token authentication on" in head.up_stdout and address in head.up_stdout
         assert oct(token_file.stat().st_mode & 0o777) == "0o600"
-        address = f"http://127.0.0.1:{dashboard_port}"
 
         # without the token, or with a wrong one, the job API refuses
         assert dashboard_get(dashboard_port, "/api/jobs/", None)[0] == 401
@@ -60,16 +112,12 @@ def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_i
         assert "auth" in (refused.stdout + refused.stderr).lower(), refused.stdout[-2000:] + refused.stderr[-2000:]
 
         # with the token: the README's command, the smoke preset
-        authorised = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
         submitted = run([RAY, "job", "submit", "--address", address, "--working-dir", ".",
                          "--runtime-env", "cluster/runtime_env.yaml", "--submission-id", "smoke-1", "--no-wait",
                          "--", "python", "-m", "jobs.pipeline", "--preset", "smoke", "--lab", str(lab)], authorised)
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
         token = token_file.read_text().strip()
-        deadline, state = time.monotonic() + 600, ""
-        while time.monotonic() < deadline and state not in TERMINAL:  # the job API the CLI calls
-            time.sleep(2)
-            state = json.loads(dashboard_get(dashboard_port, "/api/jobs/smoke-1", token)[1]).get("status", "")
+        state = wait_for_jobs(head, ["smoke-1"], 600)["smoke-1"]  # through the job API the CLI calls
         logs = run([RAY, "job", "logs", "--address", address, "smoke-1"], authorised).stdout
         assert state == "SUCCEEDED", logs[-5000:]
         status = run([RAY, "job", "status", "--address", address, "smoke-1"], authorised)
@@ -85,25 +133,43 @@ def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_i
 
         listed = json.loads(dashboard_get(dashboard_port, "/api/jobs/", token)[1])
         assert [job["status"] for job in listed if job.get("submission_id") == "smoke-1"] == ["SUCCEEDED"]
-        status = run([*local, "status", *flags], env)
+        status = run([*head.local, "status"], env)
         assert status.returncode == 0 and "1 succeeded" in status.stdout, status.stdout
 
         # the dashboard's Jobs page lists the job with its log tail, and submits an evaluation
         jobs_page = dashboard_jobs_page(lab, address, token_file)
         assert jobs_page.dataframe[0].value.loc[0, "status"] == "SUCCEEDED"
         assert "[leaderboard]" in jobs_page.code[0].value
-        form = {box.label: box for box in jobs_page.selectbox}
-        form["Job"].set_value("evaluate")
-        form["Preset"].set_value("smoke")
-        jobs_page.button[0].click().run()
-        assert not jobs_page.exception and "python -m jobs.evaluate --preset smoke" in jobs_page.success[0].value
-        submitted_id = jobs_page.success[0].value.split()[1].rstrip(":")
-        deadline, state = time.monotonic() + 300, ""
-        while time.monotonic() < deadline and state not in TERMINAL:
-            time.sleep(2)
-            state = json.loads(dashboard_get(dashboard_port, f"/api/jobs/{submitted_id}", token)[1]).get("status", "")
+        submit_from_the_form(jobs_page, "evaluate", "smoke", str(lab))
+        [entrypoint] = [code.value for code in jobs_page.main.code if code.language == "bash"]
+        assert shlex.split(entrypoint) == ["python", "-m", "jobs.evaluate", "--preset", "smoke", "--lab", str(lab)]
+        submitted_id = jobs_page.success[0].value.split()[1]
+        state = wait_for_jobs(head, [submitted_id], 300)[submitted_id]
         assert state == "SUCCEEDED", run([RAY, "job", "logs", "--address", address, submitted_id], authorised).stdout[-3000:]
-    finally:
-        run([*local, "down", *flags], env)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert run([*local, "status", *flags], env).returncode == 1
+    assert run([*head.local, "status"], env).returncode == 1
+
+
+def test_hostile_labs_typed_into_the_jobs_form_reach_the_job_unchanged_and_run_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    accepted = [f"{tmp_path}/lab; touch {marker}", f"{tmp_path}/lab$(touch {marker})", f"{tmp_path}/lab`touch {marker}`",
+                f"{tmp_path}/my lab", f"{tmp_path}/lab' && touch {marker} && echo '"]
+    refused = {f"{tmp_path}/lab\ntouch {marker}": "control character", f"lab; touch {marker}": "absolute path",
+               f"http://127.0.0.1:1/lab; touch {marker}": "s3://BUCKET"}
+    with local_head(tmp_path) as head:
+        page = dashboard_jobs_page(tmp_path / "lab", head.address, head.token_file)
+        for lab, reason in refused.items():
+            submit_from_the_form(page, "evaluate", "smoke", lab)
+            assert not page.success and "Not submitted" in page.error[0].value and reason in page.error[0].value
+        submitted = {}
+        for lab in accepted:
+            submit_from_the_form(page, "evaluate", "smoke", lab)
+            submitted[page.success[0].value.split()[1]] = lab
+        states = wait_for_jobs(head, list(submitted), 300)
+        token = head.token_file.read_text().strip()
+        for job, lab in submitted.items():
+            info = json.loads(dashboard_get(head.dashboard_port, f"/api/jobs/{job}", token)[1])
+            assert shlex.split(info["entrypoint"]) == ["python", "-m", "jobs.evaluate", "--preset", "smoke", "--lab", lab]
+            logs = run([RAY, "job", "logs", "--address", head.address, job], head.authorised).stdout
+            assert states[job] == "FAILED" and f"no exported denoisers in {lab}" in logs, logs[-3000:]  # the lab, verbatim
+            assert token not in info["entrypoint"] + logs
+    assert not marker.exists()
