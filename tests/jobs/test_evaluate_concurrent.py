@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -70,8 +71,21 @@ def wait_for(process: subprocess.Popen[str], marker: str) -> str:
     raise AssertionError(f"{marker!r} never printed:\n" + "".join(seen)[-3000:])
 
 
-def test_two_evaluate_processes_keep_every_row_of_both(tmp_path: Path) -> None:
-    store = build_lab(tmp_path / "lab")
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab, built once; each test evaluates its own copy."""
+    root = tmp_path_factory.mktemp("template") / "lab"
+    build_lab(root)
+    return root
+
+
+@pytest.fixture()
+def store(template: Path, tmp_path: Path) -> LabStore:
+    shutil.copytree(template, tmp_path / "lab")
+    return LabStore(tmp_path / "lab")
+
+
+def test_two_evaluate_processes_keep_every_row_of_both(store: LabStore, tmp_path: Path) -> None:
     preset = tmp_path / "tiny.yaml"
     preset.write_text(PRESET)
     start = time.monotonic()
@@ -104,8 +118,7 @@ def evaluate_group(root: str, models: list[str], start: Any) -> None:
         merge_scores(store, pd.DataFrame(rows))
 
 
-def test_two_evaluation_processes_keep_every_row_of_both(tmp_path: Path) -> None:
-    store = build_lab(tmp_path / "lab")
+def test_two_evaluation_processes_keep_every_row_of_both(store: LabStore) -> None:
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(len(GROUPS))
     processes = [context.Process(target=evaluate_group, args=(store.root, models, start)) for models in GROUPS.values()]
