@@ -16,7 +16,8 @@ What a writer can rely on, whatever other processes do to the same store at the 
 
 - Every file is written atomically: readers see the old file or the new one, never a mix. Local
   paths: a temporary file is written, flushed and fsynced, renamed over the target, and the
-  folder is fsynced. Object stores: one PUT.
+  folder is fsynced. Object stores: one PUT (a large file: one multipart upload, which the
+  store also shows whole or not at all).
 - ``update_table(name, rows, key="model")`` replaces the rows of the models in ``rows`` and
   keeps every other row: no writer loses another's rows. Local paths: a lock file per table
   (filelock) serialises the read-modify-write. Object stores (pyarrow has no conditional put):
@@ -30,7 +31,10 @@ What a writer can rely on, whatever other processes do to the same store at the 
   object stores only ``export_model`` writes the card and metrics go to part files. Metrics
   are tied to the weights they were measured on: ``update_metrics(..., expected_sha256=...)``
   refuses a card whose weights changed, and an export drops metrics of other weights.
-- Locks are advisory and per machine; a folder shared over NFS relies on the server's flock.
+- Not covered: two exports of one model at once on an object store may leave the card of one
+  beside the weights of the other; loading then fails its checksum (wrong weights are never
+  served) until the next export. Locks are advisory and per machine: a folder shared over NFS
+  relies on the server's flock.
 - Damaged files raise LabStoreError naming the file and the job that rewrites it; stray
   entries under ``models/`` are listed by ``model_entries`` with the reason, never raised.
 """
