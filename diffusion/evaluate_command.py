@@ -62,7 +62,8 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
     table = pd.DataFrame(rows)
     print(table[["embedding", "n", "fd", "floor_mean", "floor_std", "ratio", "kid_mean"]].to_string(index=False))
     store.update_metrics(args.name, {f"fd_{r['embedding']}": r["fd"] for r in rows}
-                         | {f"fd_ratio_{r['embedding']}": r["ratio"] for r in rows})
+                         | {f"fd_ratio_{r['embedding']}": r["ratio"] for r in rows},
+                         expected_sha256=stored.card.weights_sha256)  # never attach a score to weights it did not measure
     return 0
 
 

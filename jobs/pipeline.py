@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from diffusion.checkpoint import CheckpointError
 from diffusion.config import ConfigError
@@ -26,6 +27,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class PipelineOutcome:
+    """The exit status of a pipeline run and the wall time of each stage."""
+
+    status: int
+    seconds: dict[str, float]
+
+
+def run_pipeline(request: sweep.SweepRequest) -> PipelineOutcome:
+    """Sweep, export, evaluate, print the leaderboard and the time per stage; status 1 if a model could not be evaluated."""
+    start = time.perf_counter()
+    print(f"[pipeline] stage 1/2: sweep ({request.preset.name} preset, models {', '.join(request.models)})", flush=True)
+    seconds = dict(sweep.run_sweep(request).seconds)
+    print(f"[pipeline] stage 2/2: evaluate ({time.perf_counter() - start:.0f} s so far)", flush=True)
+    exported = [m for m in request.models if m in request.store.list_models(kind="denoiser")]
+    status = 0
+    evaluated = time.perf_counter()
+    try:
+        evaluate.run_evaluation(evaluate.EvaluateRequest(request.preset, exported, request.store))
+    except (ConfigError, evaluate.EvaluationFailed) as error:
+        print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)
+        status = 1
+    seconds["evaluate"] = time.perf_counter() - evaluated
+    evaluate.print_leaderboard(request.store)
+    stages = ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items())
+    print(f"[pipeline] done in {time.perf_counter() - start:.0f} s ({stages}); lab store {request.store.root}", flush=True)
+    return PipelineOutcome(status, seconds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 on success, 1 if a model could not be evaluated, 2 on bad input (before any work)."""
     args = parse_args(argv)
@@ -37,20 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, LabStoreError, CheckpointError, DatasetUnavailable, ValueError) as error:
         print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    print(f"[pipeline] stage 1/2: sweep ({request.preset.name} preset, models {', '.join(request.models)})", flush=True)
-    sweep.run_sweep(request)
-    print(f"[pipeline] stage 2/2: evaluate ({time.perf_counter() - start:.0f} s so far)", flush=True)
-    exported = [m for m in request.models if m in request.store.list_models(kind="denoiser")]
-    status = 0
-    try:
-        evaluate.run_evaluation(evaluate.EvaluateRequest(request.preset, exported, request.store))
-    except (ConfigError, evaluate.EvaluationFailed) as error:
-        print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)
-        status = 1
-    evaluate.print_leaderboard(request.store)
-    print(f"[pipeline] done in {time.perf_counter() - start:.0f} s; lab store {request.store.root}", flush=True)
-    return status
+    return run_pipeline(request).status
 
 
 if __name__ == "__main__":

@@ -198,29 +198,35 @@ def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str
 
 
 def write_tables(store: LabStore, models: list[str], rows: list[dict[str, Any]], histories: list[pd.DataFrame]) -> None:
-    """Merge this sweep's rows into the ``trials`` and ``trial_history`` tables (other models' rows kept)."""
-    for name, fresh in (("trials", pd.DataFrame(rows)), ("trial_history", pd.concat(histories) if histories else pd.DataFrame())):
-        if name in store.list_tables():
-            old = store.read_table(name)
-            if "model" in old.columns:
-                fresh = pd.concat([old[~old.model.isin(models)], fresh], ignore_index=True)
-        store.write_table(name, fresh)
+    """Replace these models' rows of the ``trials`` and ``trial_history`` tables, keeping other models' (and other writers') rows."""
+    store.update_table("trials", pd.DataFrame(rows), key="model", keys=models)
+    store.update_table("trial_history", pd.concat(histories) if histories else pd.DataFrame(), key="model", keys=models)
 
 
-def run_sweep(request: SweepRequest) -> pd.DataFrame:
+@dataclass(frozen=True)
+class SweepOutcome:
+    """The trials table of a sweep and the wall time of its stages (embeddings, trials, export)."""
+
+    trials: pd.DataFrame
+    seconds: dict[str, float]
+
+
+def run_sweep(request: SweepRequest) -> SweepOutcome:
     """Embeddings first, then one Tune experiment for all the models; export each model's best, write the tables."""
     start = time.perf_counter()
     start_ray()
     store, preset = request.store, request.preset
     ensure_embeddings(store, preset.dataset, preset.embeddings, "sweep", preset.embedding_resources)
-    embeddings_s = time.perf_counter() - start
+    embedded = time.perf_counter()
     rows, histories = trial_rows(store, sweep_models(request))
+    trained = time.perf_counter()
     for model in request.models:
         export_best(store, preset, model, rows)
     write_tables(store, request.models, rows, histories)
-    print(f"[sweep] done in {time.perf_counter() - start:.0f} s (embeddings {embeddings_s:.0f} s): {len(rows)} trials, "
-          f"tables in {store.uri('tables')}", flush=True)
-    return pd.DataFrame(rows)
+    seconds = {"embeddings": embedded - start, "trials": trained - embedded, "export": time.perf_counter() - trained}
+    print(f"[sweep] done in {sum(seconds.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+          + f"): {len(rows)} trials, tables in {store.uri('tables')}", flush=True)
+    return SweepOutcome(pd.DataFrame(rows), seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
