@@ -30,6 +30,16 @@ def _few_threads() -> None:
     torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def s3_bucket() -> Iterator[str]:
     """``s3://<bucket>`` on a moto server started for this test session.

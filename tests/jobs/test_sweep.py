@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--preset", "huge"], "unknown preset 'huge'; accepted: full, quick, smoke"),
+        (["--preset", "huge"], "unknown preset 'huge'; accepted: full, gpu, quick, smoke"),
         (["--preset", "smoke", "--models", "vit"], "--models: unknown ['vit']; accepted: mlp, cnn, unet, resunet, attnunet"),
         (["--preset", "smoke", "--num-samples", "0"], "--num-samples must be a positive integer, got 0"),
     ],

@@ -1,0 +1,60 @@
+"""What only a GPU machine can check: CUDA training with graph capture, and resume states crossing devices for real.
+
+Marked ``cuda``: skipped where there is no GPU (CI), run on one with ``pytest -m cuda``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion.config import replace
+from diffusion.data import load_embedded_mnist
+from diffusion.recipe import build_denoiser_run
+from tests.conftest import tiny_run
+
+pytestmark = pytest.mark.cuda
+CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")
+
+
+@pytest.fixture(scope="module")
+def digits() -> torch.Tensor:
+    return load_embedded_mnist("train").images[:1024]
+
+
+def test_cuda_training_is_compiled_by_default_and_learns(digits: torch.Tensor) -> None:
+    run = replace(tiny_run("unet", steps=200), **{"train.batch_size": 64, "train.lr": 3e-3, "train.precision": "auto"})
+    job = build_denoiser_run(run, CUDA, digits)
+    assert job.trainer.network is not job.trainer.model  # auto: torch.compile on CUDA
+    losses: list[float] = []
+    job.trainer.fit(callback=lambda trainer, progress: losses.append(progress.loss), every=50)
+    assert job.trainer.network is not job.trainer.model, "compilation fell back to eager"
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("source,target", [(CUDA, CPU), (CPU, CUDA)])
+def test_resume_state_crosses_devices(digits: torch.Tensor, source: torch.device, target: torch.device,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    run = replace(tiny_run("resunet", steps=12), **{"model.dropout": 0.1, "train.compile": "off"})
+    first = build_denoiser_run(run, source, digits).trainer
+    first.fit(until=6)
+    second = build_denoiser_run(run, target, digits).trainer
+    with caplog.at_level("WARNING", logger="diffusion.training"):
+        second.load_state(first.save_state())
+    assert f"saved on {source.type}" in caplog.text
+    second.fit()
+    assert second.step == 12 and all(p.device.type == target.type for p in second.model.parameters())
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_a_state_saved_on_cuda_1_resumes_exactly_on_cuda_0(digits: torch.Tensor) -> None:
+    run = replace(tiny_run("unet", steps=8), **{"train.compile": "off"})
+    straight = build_denoiser_run(run, CUDA, digits).trainer
+    straight.fit()
+    first = build_denoiser_run(run, torch.device("cuda:1"), digits).trainer
+    first.fit(until=4)
+    second = build_denoiser_run(run, CUDA, digits).trainer
+    second.load_state(first.save_state())
+    second.fit()
+    for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
