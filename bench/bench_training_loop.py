@@ -1,11 +1,11 @@
-"""Speed of the training loop itself (``Trainer.fit``), eager against compiled, side by side in one run.
+"""Speed of the training loop itself (``Trainer.fit``), eager against CUDA graphs and compiled, side by side in one run.
 
 Trains the ``unet`` (README sizes, v prediction, cosine schedule, min-SNR) at batch 128 through
 the loop the trials use, with callbacks every 100 steps as a trial reports, and prints images/s
 and the mean loss of the last window for each ``compile`` setting: equal losses within noise
 mean the compiled loop trains the same model.
 
-    python bench/bench_training_loop.py [--device cuda] [--steps 600] [--warmup 100] [--modes off on]
+    python bench/bench_training_loop.py [--device cuda] [--steps 600] [--warmup 100] [--modes off cuda_graphs torch_compile]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from diffusion.data import load_embedded_mnist
 from diffusion.device import pick_device
 from diffusion.models import denoiser_config
 from diffusion.recipe import build_denoiser_run
+from diffusion.training import COMPILE_MODES
 
 
 def loop_rate(device: torch.device, mode: str, steps: int, warmup: int, batch: int) -> tuple[float, float]:
@@ -44,14 +45,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--modes", nargs="+", default=["off", "on"], choices=["off", "on", "auto"])
+    parser.add_argument("--modes", nargs="+", default=None, choices=list(COMPILE_MODES),
+                        help="default: off and cuda_graphs on CUDA, off alone on the CPU")
     args = parser.parse_args()
     device = pick_device(args.device)
+    modes = args.modes or (["off", "cuda_graphs"] if device.type == "cuda" else ["off"])
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
     print(f"unet training loop, batch {args.batch}, {args.steps} timed steps after {args.warmup}, on {where}")
     print("| compile | img/s | x first | loss (last 100 steps) |\n|---|---|---|---|")
     first = None
-    for mode in args.modes:
+    for mode in modes:
         rate, loss = loop_rate(device, mode, args.steps, args.warmup, args.batch)
         first = first or rate
         print(f"| {mode} | {rate:,.0f} | {rate / first:.2f} | {loss:.4f} |", flush=True)

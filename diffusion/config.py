@@ -67,7 +67,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     precision: str = "auto"
     seed: int = 0
-    compile: str = "auto"  # torch.compile the network: auto (on for CUDA), on, off
+    compile: str = "auto"  # the network's passes: auto (cuda_graphs on CUDA, off on the CPU), cuda_graphs, torch_compile, off
 
 
 @dataclass(frozen=True)

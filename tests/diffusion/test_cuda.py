@@ -22,14 +22,27 @@ def digits() -> torch.Tensor:
     return load_embedded_mnist("train").images[:1024]
 
 
-def test_cuda_training_is_compiled_by_default_and_learns(digits: torch.Tensor) -> None:
-    run = replace(tiny_run("unet", steps=200), **{"train.batch_size": 64, "train.lr": 3e-3, "train.precision": "auto"})
+@pytest.mark.parametrize("mode", ["auto", "torch_compile"])
+@pytest.mark.parametrize("arch,dropout", [("unet", 0.0), ("attnunet", 0.1)])
+def test_cuda_training_is_accelerated_by_default_and_learns(digits: torch.Tensor, mode: str, arch: str, dropout: float) -> None:
+    run = replace(tiny_run(arch, steps=200), **{"train.batch_size": 64, "train.lr": 3e-3, "train.precision": "auto",
+                                                "train.compile": mode, "model.dropout": dropout})
     job = build_denoiser_run(run, CUDA, digits)
-    assert job.trainer.network is not job.trainer.model  # auto: torch.compile on CUDA
+    assert job.trainer.network is not job.trainer.model  # auto: CUDA graphs on CUDA
     losses: list[float] = []
     job.trainer.fit(callback=lambda trainer, progress: losses.append(progress.loss), every=50)
-    assert job.trainer.network is not job.trainer.model, "compilation fell back to eager"
+    assert job.trainer.network is not job.trainer.model, f"{mode} fell back to eager"
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_cuda_graphs_train_the_same_model_as_eager(digits: torch.Tensor) -> None:
+    """Same seed, same batches, same noise: the replayed graphs compute what the eager passes compute."""
+    finals = []
+    for mode in ("off", "cuda_graphs"):
+        run = replace(tiny_run("resunet", steps=30), **{"train.compile": mode, "train.precision": "fp32"})
+        trainer = build_denoiser_run(run, CUDA, digits).trainer
+        finals.append(trainer.fit(every=10).loss)
+    assert finals[1] == pytest.approx(finals[0], rel=1e-3), finals
 
 
 @pytest.mark.parametrize("source,target", [(CUDA, CPU), (CPU, CUDA)])

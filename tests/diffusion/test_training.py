@@ -174,8 +174,10 @@ def test_windows_of_steps_between_callbacks_change_nothing(digits: torch.Tensor)
 def test_compile_off_on_the_cpu_by_default_and_bad_modes_are_refused(digits: torch.Tensor) -> None:
     trainer = build_denoiser_run(tiny_run("mlp", steps=2), CPU, digits).trainer
     assert trainer.network is trainer.model  # auto: compiled on CUDA only
-    with pytest.raises(ConfigError, match=r"compile 'yes' is not one of \['auto', 'on', 'off'\]"):
+    with pytest.raises(ConfigError, match=r"compile 'yes' is not one of \['auto', 'cuda_graphs', 'torch_compile', 'off'\]"):
         build_denoiser_run(replace(tiny_run(), **{"train.compile": "yes"}), CPU, digits)
+    with pytest.raises(ConfigError, match="compile 'cuda_graphs' needs a CUDA device"):
+        build_denoiser_run(replace(tiny_run(), **{"train.compile": "cuda_graphs"}), CPU, digits)
 
 
 def test_batch_indices_live_on_the_trainers_device(digits: torch.Tensor) -> None:
