@@ -1,4 +1,4 @@
-"""What listens on the network while local Ray (as the jobs start it), the Serve app and the dashboard run: the loopback only.
+"""What listens while local Ray (as the jobs start it), the Serve app and the dashboard run: the loopback only.
 
 The sockets come from /proc (Linux): the listening TCP sockets of /proc/net/tcp{,6}, matched by
 inode to the file descriptors of the processes a test started (the process tree, plus the Ray
@@ -119,10 +119,11 @@ def off_loopback(sockets: list[tuple[str, str, int]]) -> list[str]:
 
 
 def test_the_check_sees_a_socket_on_every_interface_and_ignores_other_processes() -> None:
-    server = "import socket, sys; s = socket.socket(); s.bind(('0.0.0.0', 0)); s.listen(); print('up', flush=True); sys.stdin.read()"
-    idle = "import sys; print('up', flush=True); sys.stdin.read()"
-    with subprocess.Popen([sys.executable, "-c", server], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as exposed, \
-            subprocess.Popen([sys.executable, "-c", idle], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as other:
+    wait = "print('up', flush=True); sys.stdin.read()"
+    server = f"import socket, sys; s = socket.socket(); s.bind(('0.0.0.0', 0)); s.listen(); {wait}"
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    with subprocess.Popen([sys.executable, "-c", server], **pipes) as exposed, \
+            subprocess.Popen([sys.executable, "-c", f"import sys; {wait}"], **pipes) as other:
         assert exposed.stdout.readline().strip() == other.stdout.readline().strip() == "up"
         [found] = off_loopback(listening_sockets(exposed.pid))
         assert f"[{exposed.pid}] 0.0.0.0:" in found

@@ -26,7 +26,8 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 def dashboard_jobs_page(lab: Path, address: str, token_file: Path) -> AppTest:
     """The dashboard's Jobs page pointed at this head (AppTest reads the settings from the environment)."""
     saved = {k: os.environ.get(k) for k in ("DIFFUSION_LAB", "DIFFUSION_RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-    os.environ.update({"DIFFUSION_LAB": str(lab), "DIFFUSION_RAY_ADDRESS": address, "RAY_AUTH_TOKEN_PATH": str(token_file)})
+    os.environ.update({"DIFFUSION_LAB": str(lab), "DIFFUSION_RAY_ADDRESS": address,
+                       "RAY_AUTH_TOKEN_PATH": str(token_file)})
     try:
         app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
         app.switch_page("views/jobs.py").run()
@@ -65,8 +66,9 @@ def local_head(tmp_path: Path) -> Iterator[Head]:
     up = run([*local, "up", *flags, "--num-cpus", "2", "--temp-dir", ray_tmp], env)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        yield Head(f"http://127.0.0.1:{dashboard_port}", dashboard_port, token_file, env,
-                   {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}, [*local, *flags], up.stdout)
+        authorised = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+        yield Head(f"http://127.0.0.1:{dashboard_port}", dashboard_port, token_file, env, authorised, [*local, *flags],
+                   up.stdout)
     finally:
         run([*local, "down", *flags], env)
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -145,14 +147,15 @@ def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_i
         assert shlex.split(entrypoint) == ["python", "-m", "jobs.evaluate", "--preset", "smoke", "--lab", str(lab)]
         submitted_id = jobs_page.success[0].value.split()[1]
         state = wait_for_jobs(head, [submitted_id], 300)[submitted_id]
-        assert state == "SUCCEEDED", run([RAY, "job", "logs", "--address", address, submitted_id], authorised).stdout[-3000:]
+        logs = run([RAY, "job", "logs", "--address", address, submitted_id], authorised).stdout
+        assert state == "SUCCEEDED", logs[-3000:]
     assert run([*head.local, "status"], env).returncode == 1
 
 
 def test_hostile_labs_typed_into_the_jobs_form_reach_the_job_unchanged_and_run_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    accepted = [f"{tmp_path}/lab; touch {marker}", f"{tmp_path}/lab$(touch {marker})", f"{tmp_path}/lab`touch {marker}`",
-                f"{tmp_path}/my lab", f"{tmp_path}/lab' && touch {marker} && echo '"]
+    accepted = [f"{tmp_path}/lab; touch {marker}", f"{tmp_path}/lab$(touch {marker})",
+                f"{tmp_path}/lab`touch {marker}`", f"{tmp_path}/my lab", f"{tmp_path}/lab' && touch {marker} && echo '"]
     refused = {f"{tmp_path}/lab\ntouch {marker}": "control character", f"lab; touch {marker}": "absolute path",
                f"http://127.0.0.1:1/lab; touch {marker}": "s3://BUCKET"}
     with local_head(tmp_path) as head:
@@ -168,8 +171,10 @@ def test_hostile_labs_typed_into_the_jobs_form_reach_the_job_unchanged_and_run_n
         token = head.token_file.read_text().strip()
         for job, lab in submitted.items():
             info = json.loads(dashboard_get(head.dashboard_port, f"/api/jobs/{job}", token)[1])
-            assert shlex.split(info["entrypoint"]) == ["python", "-m", "jobs.evaluate", "--preset", "smoke", "--lab", lab]
+            expected = ["python", "-m", "jobs.evaluate", "--preset", "smoke", "--lab", lab]
+            assert shlex.split(info["entrypoint"]) == expected
             logs = run([RAY, "job", "logs", "--address", head.address, job], head.authorised).stdout
-            assert states[job] == "FAILED" and f"no exported denoisers in {lab}" in logs, logs[-3000:]  # the lab, verbatim
+            assert states[job] == "FAILED", logs[-3000:]  # an empty lab: nothing to evaluate
+            assert f"no exported denoisers in {lab}" in logs, logs[-3000:]  # the lab as typed
             assert token not in info["entrypoint"] + logs
     assert not marker.exists()

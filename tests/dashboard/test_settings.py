@@ -25,7 +25,7 @@ def shown_text(node: Any) -> list[str]:
 
 
 def start(argv: list[str], monkeypatch: pytest.MonkeyPatch, **env: str) -> AppTest:
-    """The dashboard as ``streamlit run dashboard/app.py -- ARGV`` would start it, with only ``env`` set of its variables."""
+    """The dashboard as ``streamlit run dashboard/app.py -- ARGV`` starts it, with only ``env`` of its variables set."""
     for key in SETTINGS_ENV:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
@@ -47,7 +47,7 @@ def test_the_sidebar_shows_the_flags_read_only(tmp_path: Path, monkeypatch: pyte
     assert app.session_state["settings"] == DashboardSettings(str(tmp_path / "lab"), serve, ray, str(token_file))
 
 
-def test_the_pages_use_the_environment_and_never_show_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pages_use_the_environment_and_hide_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     token_file, secret = tmp_path / "token", "f00d" * 16
     token_file.write_text(secret)
     token_file.chmod(0o600)
@@ -64,11 +64,13 @@ def test_the_pages_use_the_environment_and_never_show_the_token(tmp_path: Path, 
 
 
 def test_flags_win_over_the_environment_and_the_defaults_are_local() -> None:
-    env = {"DIFFUSION_LAB": "s3://b/lab", "DIFFUSION_SERVE_URL": "http://serve:8000/", "DIFFUSION_RAY_ADDRESS": "http://ray:8265",
-           "RAY_AUTH_TOKEN_PATH": "/etc/ray/token"}
-    assert parse_settings([], env) == DashboardSettings("s3://b/lab", "http://serve:8000", "http://ray:8265", "/etc/ray/token")
+    env = {"DIFFUSION_LAB": "s3://b/lab", "DIFFUSION_SERVE_URL": "http://serve:8000/",
+           "DIFFUSION_RAY_ADDRESS": "http://ray:8265", "RAY_AUTH_TOKEN_PATH": "/etc/ray/token"}
+    expected = DashboardSettings("s3://b/lab", "http://serve:8000", "http://ray:8265", "/etc/ray/token")
+    assert parse_settings([], env) == expected
     assert parse_settings(["--lab", "/srv/lab", "--ray-token-file", "/t"], env).lab == "/srv/lab"
     assert parse_settings(["--ray-token-file", "/t"], env).ray_token_file == "/t"
     local = parse_settings([], {})
-    assert (local.lab, local.serve_url, local.ray_address) == ("./lab", "http://127.0.0.1:8000", "http://127.0.0.1:8265")
+    assert (local.lab, local.serve_url) == ("./lab", "http://127.0.0.1:8000")
+    assert local.ray_address == "http://127.0.0.1:8265"
     assert local.ray_token_file == str(Path("~/.ray/auth_token").expanduser())
