@@ -38,7 +38,7 @@ def test_the_smoke_pipeline_writes_models_tables_and_checkpoints_to_the_bucket(s
         assert {f"models/{model}/weights.safetensors", f"models/{model}/card.json"} <= keys, model
     for table in ("trials", "trial_history", "scores", "robustness", "robustness_summary"):
         assert f"tables/{table}.parquet" in keys
-    assert any(k.startswith("tune/sweep-unet/") and k.endswith(f"/{STATE_FILE}") for k in keys)
+    assert any(k.startswith("tune/sweep-") and "/train_denoiser_trial_" in k and k.endswith(f"/{STATE_FILE}") for k in keys)
 
     trials = LabStore(smoke_lab).read_table("trials")
     assert set(trials.model) == set(DENOISERS) and trials.checkpoint.str.startswith(f"{smoke_lab}/tune/").all()
