@@ -6,6 +6,9 @@ and the mean loss of the last window for each ``compile`` setting: equal losses 
 mean the compiled loop trains the same model.
 
     python bench/bench_training_loop.py [--device cuda] [--steps 600] [--warmup 100] [--modes off cuda_graphs torch_compile]
+
+An older checkout's loop, for a before/after on one machine (eager only):
+``git worktree add /tmp/old REV && PYTHONPATH=/tmp/old python bench/bench_training_loop.py``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,17 @@ from diffusion.data import load_embedded_mnist
 from diffusion.device import pick_device
 from diffusion.models import denoiser_config
 from diffusion.recipe import build_denoiser_run
-from diffusion.training import COMPILE_MODES
+
+try:
+    from diffusion.training import COMPILE_MODES
+except ImportError:  # an older checkout on PYTHONPATH (before the setting existed): eager only
+    COMPILE_MODES = ("off",)
 
 
 def loop_rate(device: torch.device, mode: str, steps: int, warmup: int, batch: int) -> tuple[float, float]:
     """(training images/s over ``steps`` after ``warmup`` steps, mean loss of the last 100 steps)."""
-    train = TrainConfig(steps=warmup + steps, batch_size=batch, lr=2e-3, warmup_steps=50, ema_decay=0.995, compile=mode)
+    extra = {"compile": mode} if "compile" in TrainConfig.__dataclass_fields__ else {}
+    train = TrainConfig(steps=warmup + steps, batch_size=batch, lr=2e-3, warmup_steps=50, ema_decay=0.995, **extra)
     run = RunConfig(model=denoiser_config("unet"), train=train,
                     diffusion=DiffusionConfig(schedule="cosine", prediction="v", loss_weighting="min_snr"))
     job = build_denoiser_run(run, device, load_embedded_mnist("train").images)
