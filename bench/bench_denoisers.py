@@ -27,7 +27,7 @@ from diffusion.losses import diffusion_loss
 from diffusion.models import DENOISERS, build_denoiser, denoiser_config, parameter_count
 from diffusion.samplers import sample
 from diffusion.schedules import NoiseSchedule
-from diffusion.training import Trainer
+from diffusion.training import Trainer, accelerated_network
 
 
 def train_rate(build: Callable[[], nn.Module], precision: str, batch: int, seconds: float, data: torch.Tensor,
@@ -76,9 +76,8 @@ def channels_last(trainer: Trainer) -> None:
 
 
 def compiled(trainer: Trainer) -> None:
-    """torch.compile of the network inside the loss (its compile time is spent in the warm-up steps)."""
-    network, loss = torch.compile(trainer.model), trainer.loss_fn
-    trainer.loss_fn = lambda _model, batch, generator: loss(network, batch, generator)
+    """The loop's own ``torch_compile`` setting (its compile time is spent in the warm-up steps)."""
+    trainer.network = accelerated_network(trainer.model, "torch_compile", trainer.device, trainer.precision)
 
 
 SPEED_VARIANTS: dict[str, Callable[[Trainer], None] | None] = {
