@@ -293,7 +293,9 @@ def build_app(args: dict[str, Any]) -> Application:
         ray_actor_options={"num_gpus": _number(args, "num_gpus", float, 0, 0), "num_cpus": cpus},
         autoscaling_config={"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 16},
         max_ongoing_requests=limits.max_queued + HEALTH_SLOTS,
-        max_queued_requests=limits.max_queued,  # beyond the replicas' slots, Serve's own 503 (with Retry-After)
+        # a second line only: requests wait in Serve's router for a moment while it picks a replica,
+        # so a bound as small as max_queued would answer (plain-text) 503s before the replica's own
+        max_queued_requests=limits.max_queued + HEALTH_SLOTS,
         backpressure_config=BackpressureConfig(retry_after_s=1),
     )
     return deployment.bind(store.root, str(args.get("precision", "auto")), max(1, int(cpus)), limits)
