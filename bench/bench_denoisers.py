@@ -20,14 +20,14 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from diffusion.config import DiffusionConfig, TrainConfig
-from diffusion.data import load_embedded_mnist
-from diffusion.device import pick_device
-from diffusion.losses import diffusion_loss
-from diffusion.models import DENOISERS, build_denoiser, denoiser_config, parameter_count
-from diffusion.samplers import sample
-from diffusion.schedules import NoiseSchedule
-from diffusion.training import Trainer, accelerated_network
+from diffusion.core.config import DiffusionConfig, TrainConfig
+from diffusion.core.device import pick_device
+from diffusion.core.losses import diffusion_loss
+from diffusion.core.models import DENOISERS, build_denoiser, denoiser_config, parameter_count
+from diffusion.core.samplers import sample
+from diffusion.core.schedules import NoiseSchedule
+from diffusion.core.training import Trainer, accelerated_network
+from diffusion.lab.datasets import load_embedded_mnist
 
 
 def train_rate(build: Callable[[], nn.Module], precision: str, batch: int, seconds: float, data: torch.Tensor,

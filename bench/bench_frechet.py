@@ -21,7 +21,7 @@ import scipy
 import scipy.linalg
 import torch
 
-from diffusion.data import load_embedded_mnist
+from diffusion.lab.datasets import load_embedded_mnist
 from diffusion.metrics.frechet import GaussianStats, frechet_from_moments
 
 

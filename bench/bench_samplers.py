@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import re
 
-from diffusion.config import ConfigError
-from diffusion.device import pick_device
-from diffusion.samplers import SAMPLERS
-from diffusion.schedules import NoiseSchedule
-from diffusion.store import LabStore
 from sampling import Scorer, Setting, sampler_rows  # bench/sampling.py, beside this script
+
+from diffusion.core.config import ConfigError
+from diffusion.core.device import pick_device
+from diffusion.core.samplers import SAMPLERS
+from diffusion.core.schedules import NoiseSchedule
+from diffusion.lab.store import LabStore
 
 SETTING = re.compile(r"^(diffusers-)?([a-z0-9]+)-(T|\d+)(?:@([0-9.]+))?$")
 DEFAULT_SETTINGS = ["ddpm-T", "ddpm-100", "ddpm-50", "ddim-20", "ddim-50", "ddim-50@1", "dpmpp2m-20", "diffusers-ddim-20"]

@@ -4,7 +4,7 @@ Starts ``python -m serve`` (one replica with all of this machine's cores) on a f
 concurrent clients sends ``--requests`` POST /sample requests of ``--images`` images each
 (DDIM, ``--steps`` steps, distinct seeds) and reports images/s and the latency p50 / p95.
 The reference samples the same total number of images in-process with
-``diffusion.samplers.sample`` at the server's largest batch (256 images).
+``diffusion.core.samplers.sample`` at the server's largest batch (256 images).
 
     python bench/bench_serve.py --lab lab [--model unet] [--images 4] [--steps 20] [--requests 96]
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from dashboard.screenshots import free_port
-from diffusion.samplers import sample
-from diffusion.schedules import NoiseSchedule
-from diffusion.store import LabStore
+from diffusion.core.samplers import sample
+from diffusion.core.schedules import NoiseSchedule
+from diffusion.lab.store import LabStore
+from diffusion.network import free_port
 from serve.launch import running_server
 
 SERVER_BATCH = 256

@@ -19,14 +19,14 @@ import time
 
 import torch
 
-from diffusion.config import DiffusionConfig, RunConfig, TrainConfig
-from diffusion.data import load_embedded_mnist
-from diffusion.device import pick_device
-from diffusion.models import denoiser_config
-from diffusion.recipe import build_denoiser_run
+from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig
+from diffusion.core.device import pick_device
+from diffusion.core.models import denoiser_config
+from diffusion.lab.datasets import load_embedded_mnist
+from diffusion.lab.recipe import build_denoiser_run
 
 try:
-    from diffusion.training import COMPILE_MODES
+    from diffusion.core.training import COMPILE_MODES
 except ImportError:  # an older checkout on PYTHONPATH (before the setting existed): eager only
     COMPILE_MODES = ("off",)
 

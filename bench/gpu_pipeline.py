@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusion.store import LabStore  # noqa: E402
+from diffusion.lab.store import LabStore  # noqa: E402
 from jobs import pipeline, sweep  # noqa: E402
 
 

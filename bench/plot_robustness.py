@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from diffusion.store import LabStore  # noqa: E402
+from diffusion.lab.store import LabStore  # noqa: E402
 
 COLOURS = {"vae": "tab:blue", "classifier": "tab:orange", "pixels": "tab:gray"}
 

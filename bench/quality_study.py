@@ -32,16 +32,16 @@ from typing import Any
 
 import matplotlib
 import torch
-
-from diffusion.config import DiffusionConfig, RunConfig, TrainConfig, VAERun
-from diffusion.data import load_real_sets
-from diffusion.device import pick_device
-from diffusion.embeddings.training import train_embedder
-from diffusion.models import denoiser_config
-from diffusion.recipe import build_denoiser_run
-from diffusion.samplers import sample
-from diffusion.store import LabStore
 from sampling import Scorer, Setting, sampler_rows  # bench/sampling.py, beside this script
+
+from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig, VAERun
+from diffusion.core.device import pick_device
+from diffusion.core.models import denoiser_config
+from diffusion.core.samplers import sample
+from diffusion.embeddings.training import train_embedder
+from diffusion.lab.datasets import load_real_sets
+from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.store import LabStore
 
 RECIPES: dict[str, dict[str, Any]] = {
     "eps, linear": {"schedule": "linear", "prediction": "eps"},

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from diffusion.device import autocast
-from diffusion.samplers import make_generator
+from diffusion.core.device import autocast
+from diffusion.core.samplers import make_generator
 
 
 class DiffusersUNet(nn.Module):
@@ -51,7 +51,7 @@ class DiffusersDDIM:
     @torch.inference_mode()
     def sample(self, model: nn.Module, num_images: int, steps: int, seed: int = 0, batch_size: int = 500,
                precision: str = "auto") -> torch.Tensor:
-        """``num_images`` samples in [-1, 1], (N, 1, 28, 28), in batches, like ``diffusion.samplers.sample``."""
+        """``num_images`` samples in [-1, 1], (N, 1, 28, 28), in batches, like ``diffusion.core.samplers.sample``."""
         device = next(model.parameters()).device
         generator = make_generator(seed, device)
         model.eval()

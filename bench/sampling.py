@@ -8,16 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from reference import DiffusersDDIM  # bench/reference.py, beside this file
 from torch import nn
 
-from diffusion.data import load_real_sets
+from diffusion.core.samplers import sample
+from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
+from diffusion.lab.datasets import load_real_sets
+from diffusion.lab.store import LabStore
 from diffusion.metrics.frechet import frechet_distance
 from diffusion.metrics.scoring import real_floor
-from diffusion.samplers import sample
-from diffusion.schedules import NoiseSchedule
-from diffusion.store import LabStore
-from reference import DiffusersDDIM  # bench/reference.py, beside this file
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from diffusion.leaderboard import leaderboard
-from diffusion.recipe import PATHS_FILE
-from diffusion.samplers import DenoisingPaths
-from diffusion.store import LabStore, LabStoreError
+from diffusion.core.samplers import DenoisingPaths
+from diffusion.lab.leaderboard import leaderboard
+from diffusion.lab.pictures import PATHS_FILE
+from diffusion.lab.store import LabStore, LabStoreError
 
 TABLE_HINTS = {
     "scores": "python -m jobs.evaluate (or the pipeline) writes it",

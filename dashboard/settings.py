@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffusion.store import default_lab
+from diffusion.lab.store import default_lab
 
 SETTINGS_HELP = ("flags after `--` (`--lab`, `--serve-url`, `--ray-address`, `--ray-token-file`) or the environment "
                  "(DIFFUSION_LAB, DIFFUSION_SERVE_URL, DIFFUSION_RAY_ADDRESS, RAY_AUTH_TOKEN_PATH)")

@@ -1,7 +1,7 @@
-"""``python -m diffusion``: see diffusion.cli."""
+"""``python -m diffusion``: see diffusion.cli.main."""
 
 import sys
 
-from diffusion.cli import main
+from diffusion.cli.main import main
 
 sys.exit(main())

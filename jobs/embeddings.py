@@ -7,9 +7,9 @@ from typing import Any
 import ray
 import torch
 
-from diffusion.config import ClassifierRun, DataConfig, TrainConfig, VAERun, to_dict
+from diffusion.core.config import ClassifierRun, DataConfig, TrainConfig, VAERun, to_dict
 from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
-from diffusion.store import LabStore
+from diffusion.lab.store import LabStore
 from jobs.ray_session import task_device
 
 

@@ -20,12 +20,12 @@ import pandas as pd
 import ray
 import torch
 
-from diffusion.checkpoint import CheckpointError
-from diffusion.config import ConfigError, DataConfig
-from diffusion.data import DatasetUnavailable, ensure_dataset
-from diffusion.leaderboard import format_leaderboard, leaderboard
-from diffusion.samplers import get_sampler, timestep_sequence
-from diffusion.store import LabStore, LabStoreError, StaleMetrics, default_lab
+from diffusion.core.config import ConfigError, DataConfig
+from diffusion.core.samplers import get_sampler, timestep_sequence
+from diffusion.lab.checkpoint import CheckpointError
+from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
+from diffusion.lab.leaderboard import format_leaderboard, leaderboard
+from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
 from jobs.embeddings import ensure_embeddings, task_options
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
 from jobs.presets import EvaluateSettings, Preset, load_preset

@@ -13,15 +13,15 @@ import pandas as pd
 import torch
 from ray.experimental import tqdm_ray
 
-from diffusion.data import load_real_sets, load_sklearn_digits
+from diffusion.core.samplers import default_steps, sample
+from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
+from diffusion.lab.datasets import load_real_sets, load_sklearn_digits
+from diffusion.lab.pictures import render_pictures
+from diffusion.lab.store import LabStore
 from diffusion.metrics.floor import Floor
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
 from diffusion.metrics.scoring import real_floor, score_images
-from diffusion.recipe import render_pictures
-from diffusion.samplers import default_steps, sample
-from diffusion.schedules import NoiseSchedule
-from diffusion.store import LabStore
 from jobs.presets import EvaluateSettings, SamplerSetting
 
 Floors = dict[tuple[str, int], Floor]

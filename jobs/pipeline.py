@@ -12,10 +12,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from diffusion.checkpoint import CheckpointError
-from diffusion.config import ConfigError
-from diffusion.data import DatasetUnavailable
-from diffusion.store import LabStoreError
+from diffusion.core.config import ConfigError
+from diffusion.lab.checkpoint import CheckpointError
+from diffusion.lab.datasets import DatasetUnavailable
+from diffusion.lab.store import LabStoreError
 from jobs import evaluate, sweep
 from jobs.presets import first_point, run_config
 

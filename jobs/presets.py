@@ -15,14 +15,14 @@ from typing import Any
 import yaml
 from ray import tune
 
-from diffusion.config import ConfigError, DataConfig, DiffusionConfig, RunConfig, TrainConfig, from_dict, to_dict
-from diffusion.data import DATASETS
+from diffusion.core.config import ConfigError, DataConfig, DiffusionConfig, RunConfig, TrainConfig, from_dict, to_dict
+from diffusion.core.models import DENOISERS, denoiser_config
+from diffusion.core.samplers import check_eta, get_sampler
 from diffusion.embeddings import check_embedding
+from diffusion.lab.datasets import DATASETS
+from diffusion.lab.recipe import validate_run_config
 from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
 from diffusion.metrics.robustness import DEFAULT_SEVERITIES
-from diffusion.models import DENOISERS, denoiser_config
-from diffusion.recipe import validate_run_config
-from diffusion.samplers import check_eta, get_sampler
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 SECTIONS: dict[str, type] = {"model": object, "diffusion": DiffusionConfig, "train": TrainConfig}

@@ -8,7 +8,7 @@ import ray
 import torch
 from ray._private import ray_constants
 
-from diffusion.device import assigned_device
+from diffusion.core.device import assigned_device
 
 
 def start_ray() -> None:

@@ -22,11 +22,11 @@ import pandas as pd
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from diffusion.checkpoint import weights_from_bytes
-from diffusion.config import ConfigError, DataConfig
-from diffusion.data import DatasetUnavailable, ensure_dataset
-from diffusion.models import DENOISERS, build_denoiser
-from diffusion.store import LabStore, LabStoreError, default_lab
+from diffusion.core.config import ConfigError, DataConfig
+from diffusion.core.models import DENOISERS, build_denoiser
+from diffusion.lab.checkpoint import weights_from_bytes
+from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
+from diffusion.lab.store import LabStore, LabStoreError, default_lab
 from jobs.embeddings import ensure_embeddings
 from jobs.presets import Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray

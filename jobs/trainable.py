@@ -23,15 +23,15 @@ import ray
 import torch
 from ray import tune
 
-from diffusion.checkpoint import weights_to_bytes
-from diffusion.data import load_dataset
+from diffusion.core.samplers import sample
+from diffusion.core.training import Trainer, TrainProgress
 from diffusion.embeddings.loading import load_embedder
+from diffusion.lab.checkpoint import weights_to_bytes
+from diffusion.lab.datasets import load_dataset
+from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.store import LabStore
 from diffusion.metrics.floor import fd_floor
 from diffusion.metrics.frechet import frechet_distance
-from diffusion.recipe import build_denoiser_run
-from diffusion.samplers import sample
-from diffusion.store import LabStore
-from diffusion.training import Trainer, TrainProgress
 from jobs.presets import run_config
 from jobs.ray_session import task_device
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import ray
 from ray import serve
 
-from diffusion.store import default_lab
+from diffusion.lab.store import default_lab
 from serve.app import Limits, build_app
 
 APP_NAME = "diffusion"

@@ -25,19 +25,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import ray
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-import ray
 from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
-from diffusion.device import assigned_device
-from diffusion.images import grid_png, path_gif, paths_png
-from diffusion.samplers import default_steps, denoising_paths, sample_stacked
-from diffusion.store import LabStore
+from diffusion.core.device import assigned_device
+from diffusion.core.images import grid_png, path_gif, paths_png
+from diffusion.core.samplers import default_steps, denoising_paths, sample_stacked
+from diffusion.lab.store import LabStore
 from serve.catalog import Catalog, DeadlineExceeded, HostedModel, describe, evaluation_summary, run_with_deadline
 from serve.schemas import DEFAULT_MAX_WORK, MAX_IMAGES, PathRequest, SampleRequest, SamplingSettings, work_error
 

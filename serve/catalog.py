@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from diffusion.checkpoint import CheckpointError, ModelCard
-from diffusion.config import ConfigError
-from diffusion.leaderboard import leaderboard
-from diffusion.schedules import NoiseSchedule
-from diffusion.store import LabStore, LabStoreError, check_name
+from diffusion.core.config import ConfigError
+from diffusion.core.schedules import NoiseSchedule
+from diffusion.lab.checkpoint import CheckpointError, ModelCard
+from diffusion.lab.leaderboard import leaderboard
+from diffusion.lab.store import LabStore, LabStoreError, check_name
 
 ENTRY_ERRORS = (LabStoreError, CheckpointError, ConfigError, OSError, ValueError)
 """What a damaged or stray entry raises (check_name raises ValueError; pyarrow's errors are OSError/ValueError)."""

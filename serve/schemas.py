@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from diffusion.config import ConfigError
-from diffusion.samplers import SAMPLERS, check_eta
+from diffusion.core.config import ConfigError
+from diffusion.core.samplers import SAMPLERS, check_eta
 
 MAX_IMAGES = 256
 """Most images one /sample request may ask for."""

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from diffusion.config import DiffusionConfig, RunConfig, TrainConfig
-from diffusion.models import denoiser_config
+from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig
+from diffusion.core.models import denoiser_config
 from tests.servers import run_smoke_pipeline, s3_server
 
 TINY_SIZES = {"width": 8, "depth": 1}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffusion.data import load_embedded_mnist
+from diffusion.lab.datasets import load_embedded_mnist
 
 
 def write_torchvision_mnist(root: Path) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3
 
-from dashboard.screenshots import free_port
+from diffusion.network import free_port
 from serve.launch import running_server
 
 ROOT = Path(__file__).resolve().parents[1]

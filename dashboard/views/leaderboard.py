@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import charts, lab_data
 from dashboard.page_tools import or_stop, settings
-from diffusion.leaderboard import leaderboard
+from diffusion.lab.leaderboard import leaderboard
 
 st.title("Leaderboard")
 lab = settings().lab

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard.http_client import request
 from dashboard.page_tools import settings
-from diffusion.samplers import SAMPLERS
+from diffusion.core.samplers import SAMPLERS
 
 st.title("Live sampling")
 url = settings().serve_url

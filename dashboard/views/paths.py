@@ -5,7 +5,7 @@ import torch
 
 from dashboard import lab_data
 from dashboard.page_tools import or_stop, settings
-from diffusion.images import grid_png
+from diffusion.core.images import grid_png
 
 st.title("Denoising paths")
 lab = settings().lab

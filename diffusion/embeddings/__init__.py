@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffusion.config import ConfigError
+from diffusion.core.config import ConfigError
 from diffusion.metrics.frechet import GaussianStats
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from diffusion.config import ClassifierConfig
-from diffusion.training import Batch, LossFn
+from diffusion.core.config import ClassifierConfig
+from diffusion.core.training import Batch, LossFn
 
 
 class DigitClassifier(nn.Module):

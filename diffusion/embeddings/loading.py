@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from diffusion.embeddings import EMBEDDINGS, Embedder, check_embedding, model_embedder, pixel_embedder
-from diffusion.store import LabStore, LabStoreError
+from diffusion.lab.store import LabStore, LabStoreError
 
 
 def load_embedder(name: str, store: LabStore, device: torch.device | str = "cpu", model_name: str | None = None) -> Embedder:

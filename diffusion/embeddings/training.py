@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from diffusion.config import ClassifierRun, VAERun
-from diffusion.data import load_dataset
-from diffusion.device import seeded
+from diffusion.core.config import ClassifierRun, VAERun
+from diffusion.core.device import seeded
+from diffusion.core.training import Callback, Trainer
 from diffusion.embeddings.classifier import DigitClassifier, accuracy, classifier_loss
 from diffusion.embeddings.vae import ConvVAE, negative_elbo, vae_loss
-from diffusion.store import LabStore
-from diffusion.training import Callback, Trainer
+from diffusion.lab.datasets import load_dataset
+from diffusion.lab.store import LabStore
 
 EmbedderRun = VAERun | ClassifierRun
 EMBEDDER_RUNS: dict[str, type[VAERun] | type[ClassifierRun]] = {"vae": VAERun, "classifier": ClassifierRun}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from diffusion.config import VAEConfig
-from diffusion.training import Batch, LossFn
+from diffusion.core.config import VAEConfig
+from diffusion.core.training import Batch, LossFn
 
 
 class ConvVAE(nn.Module):

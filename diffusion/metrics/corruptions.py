@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from diffusion.config import ConfigError
+from diffusion.core.config import ConfigError
 
 MAX_NOISE_SIGMA = 1.0  # at severity 1 the noise std is half the [-1, 1] range
 

@@ -11,7 +11,6 @@ from diffusion.metrics.floor import Floor, fd_floor
 from diffusion.metrics.frechet import frechet_distance
 from diffusion.metrics.kid import kernel_distance
 
-
 KID_SUBSET = 1000
 
 

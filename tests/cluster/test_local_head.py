@@ -17,7 +17,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from cluster.local import dashboard_get
-from diffusion.store import LabStore
+from diffusion.lab.store import LabStore
 from tests.servers import RAY, ROOT, clean_env, free_port, run
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from ray import tune
 
-from diffusion.store import LabStore, LabStoreError, default_lab
+from diffusion.lab.store import LabStore, LabStoreError, default_lab
 from jobs.trainable import STATE_FILE
 from tests.servers import ROOT
 

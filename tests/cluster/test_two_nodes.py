@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cluster.local import dashboard_get
-from diffusion.store import LabStore
+from diffusion.lab.store import LabStore
 from tests.servers import ROOT, clean_env, free_port, run
 
 EVERY = 10  # steps between reports (and checkpoints): report_every_images / batch_size

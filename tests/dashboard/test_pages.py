@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from diffusion.store import LabStore
+from diffusion.lab.store import LabStore
 from tests.servers import ROOT, free_port, serve_app
 
 APP = str(ROOT / "dashboard" / "app.py")

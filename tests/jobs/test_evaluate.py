@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion.config import ClassifierRun, ConfigError, TrainConfig, VAERun
+from diffusion.core.config import ClassifierRun, ConfigError, TrainConfig, VAERun
+from diffusion.core.samplers import DenoisingPaths
 from diffusion.embeddings.training import train_embedder
+from diffusion.lab.pictures import PATHS_FILE
+from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.store import LabStore
 from diffusion.metrics.corruptions import CORRUPTIONS
-from diffusion.recipe import PATHS_FILE, build_denoiser_run
-from diffusion.samplers import DenoisingPaths
-from diffusion.store import LabStore
 from jobs.evaluate import main
 from jobs.presets import load_preset
 from tests.conftest import tiny_run

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusion.config import ClassifierRun, TrainConfig, VAERun
+from diffusion.core.config import ClassifierRun, TrainConfig, VAERun
 from diffusion.embeddings.training import train_embedder
-from diffusion.recipe import build_denoiser_run
-from diffusion.store import LabStore, StaleMetrics
+from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.store import LabStore, StaleMetrics
 from jobs.evaluate import merge_scores, record_best
 from jobs.evaluation import compute_floors, evaluate_model
 from jobs.presets import EvaluateSettings, SamplerSetting

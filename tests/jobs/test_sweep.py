@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion.config import DataConfig
-from diffusion.data import load_dataset
+from diffusion.core.config import DataConfig
+from diffusion.core.samplers import sample
+from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
+from diffusion.lab.datasets import load_dataset
+from diffusion.lab.store import LabStore
 from diffusion.metrics.frechet import frechet_distance
-from diffusion.samplers import sample
-from diffusion.schedules import NoiseSchedule
-from diffusion.store import LabStore
 from jobs.sweep import main
 from jobs.trainable import FAIL_ONCE_ENV, SPOIL_AFTER_ENV
 from tests.mnist_files import write_torchvision_mnist

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from diffusion.store import LabStore
+from diffusion.lab.store import LabStore
 
 ROOT = Path(__file__).resolve().parents[2]
 LAST = 11  # 120 steps, a report and checkpoint every 10

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffusion.checkpoint import ModelCard
-from diffusion.config import DiffusionConfig
-from diffusion.recipe import build_denoiser_run
-from diffusion.store import LabStore
+from diffusion.core.config import DiffusionConfig
+from diffusion.lab.checkpoint import ModelCard
+from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.store import LabStore
 from tests.conftest import tiny_run
 
 CPU = torch.device("cpu")

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from diffusion.config import TrainConfig, VAERun
+from diffusion.core.config import TrainConfig, VAERun
+from diffusion.core.images import grid_png
 from diffusion.embeddings.training import train_embedder
-from diffusion.images import grid_png
-from diffusion.store import LabStore
+from diffusion.lab.store import LabStore
 from jobs.evaluate import merge_scores
 from jobs.evaluation import compute_floors, evaluate_model
 from jobs.presets import EvaluateSettings, SamplerSetting

@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings, strategies
 from schemathesis import GenerationMode
 
-from diffusion.store import LabStore
+from diffusion.lab.store import LabStore
 from serve.schemas import DEFAULT_MAX_WORK, SampleRequest, work_error
 from tests.serve.client import call, call_full, detail, export_tiny, health
 from tests.servers import serve_app

@@ -1,0 +1,1 @@
+"""``python -m diffusion``: train, sample, score and store without Ray (see ``diffusion.cli.main``)."""

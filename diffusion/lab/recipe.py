@@ -1,0 +1,57 @@
+"""Wire a RunConfig into a ready Trainer.
+
+The standalone CLI and the Ray Tune trials both start here, so a trial is exactly the
+training run a user gets from ``python -m diffusion train``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from diffusion.core.config import ConfigError, RunConfig
+from diffusion.core.device import seeded
+from diffusion.core.losses import diffusion_loss
+from diffusion.core.models import build_denoiser, validate_denoiser_config
+from diffusion.core.schedules import NoiseSchedule
+from diffusion.core.training import Trainer, validate_train_config
+from diffusion.lab.datasets import DATASETS, load_dataset
+from diffusion.lab.store import LabStore
+
+
+@dataclass
+class DenoiserRun:
+    """A denoiser, its schedule and the trainer that fits it, built from one RunConfig."""
+
+    run: RunConfig
+    schedule: NoiseSchedule
+    trainer: Trainer
+
+    @property
+    def ema_model(self) -> nn.Module:
+        """The EMA weights: what gets sampled, evaluated and exported."""
+        return self.trainer.ema.model
+
+
+def validate_run_config(run: RunConfig) -> RunConfig:
+    """Check every part of a run before any work starts; errors name the bad value."""
+    validate_denoiser_config(run.model)
+    validate_train_config(run.train)
+    diffusion_loss(NoiseSchedule.from_config(run.diffusion), run.diffusion.loss_weighting)
+    if run.data.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {run.data.dataset!r}; accepted: {', '.join(DATASETS)}")
+    return run
+
+
+def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor | None = None,
+                       store: LabStore | None = None) -> DenoiserRun:
+    """Load the training split (unless ``data`` is given; from ``store``'s copy where it has one), build schedule, seeded model and trainer."""
+    validate_run_config(run)
+    images = load_dataset(run.data, "train", store).images if data is None else data
+    schedule = NoiseSchedule.from_config(run.diffusion).to(device)
+    with seeded(run.train.seed):
+        model = build_denoiser(run.model)
+    loss = diffusion_loss(schedule, run.diffusion.loss_weighting, run.diffusion.min_snr_gamma)
+    return DenoiserRun(run, schedule, Trainer(model, loss, images, run.train, device))

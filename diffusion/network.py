@@ -1,0 +1,12 @@
+"""Loopback ports for the servers the lab starts locally (dashboard, Serve, Ray heads in tests and benchmarks)."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
