@@ -1,4 +1,4 @@
-"""The dependency rule of DESIGN.md, checked on the source: who may import whom."""
+"""The dependency rule of docs/architecture.md ("Layers"), checked on the source: who may import whom."""
 
 import ast
 from pathlib import Path
