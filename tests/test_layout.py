@@ -34,3 +34,15 @@ def test_applications_never_import_each_other(package: str) -> None:
     others = set(APPS) - {package}
     for path, roots in imported_roots(package).items():
         assert not roots & others, f"{path} imports {roots & others}"
+
+
+def test_the_library_imports_its_own_modules_at_the_top_only() -> None:
+    """No import of a ``diffusion`` module inside a function: such imports hide a cycle; the lab store has none."""
+    for path in (ROOT / "diffusion").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                module = node.module if isinstance(node, ast.ImportFrom) else None
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [module or ""]
+                assert not [n for n in names if n.split(".")[0] == "diffusion"], \
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {names} inside {function.name}()"

@@ -13,16 +13,18 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from diffusion.core.config import DataConfig, replace
-from diffusion.core.samplers import default_steps, sample
+from diffusion.core.config import DataConfig, SamplerSetting, replace
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.core.training import Trainer, TrainProgress
 from diffusion.embeddings.loading import load_embedder
 from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
 from diffusion.lab.datasets import load_real_sets, load_sklearn_digits
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
+from diffusion.metrics.evaluation import card_metrics, plan_sampling, score_model
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
-from diffusion.metrics.scoring import score_images
+from diffusion.metrics.scoring import Scorer
 
 
 def train_embedding_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
@@ -40,30 +42,26 @@ def train_embedding_command(store: LabStore, args: argparse.Namespace, device: t
     metrics = train_embedder(store, name, run, device, on_progress, every=50)
     bar.close()
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k.startswith("test_"))
-    print(f"stored {args.kind} as {store.uri(store.model_path(name))}: {shown}")
+    print(f"stored {args.kind} as {store.uri(ModelRegistry(store).model_path(name))}: {shown}")
     return 0
 
 
 def score_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
-    """Sample a stored denoiser and print FD (with floor and ratio) and KID in each embedding."""
-    stored = store.load_denoiser(args.name, device)
+    """Sample a stored denoiser and print FD (with floor and ratio) and KID in each embedding; record them on its card."""
+    models = ModelRegistry(store)
+    stored = models.load_denoiser(args.name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     real = load_real_sets(stored.run.data.dataset, store)
-    start = time.perf_counter()
-    with tqdm(total=args.num_images, unit="img", desc=f"sample {args.name}", dynamic_ncols=True) as bar:
-        steps_per_image = args.steps or default_steps(args.sampler, schedule)
-        images = sample(stored.model, schedule, args.num_images, args.sampler, args.steps, args.eta, args.seed,
-                        progress=lambda n: bar.update(n / steps_per_image))
-    seconds = time.perf_counter() - start
-    rows = []
-    for name in args.embeddings:
-        score = score_images(images, real.test, real.pool, load_embedder(name, store, device), seed=args.seed)
-        rows.append({**score.as_row(), "sampler": args.sampler, "steps": args.steps, "seconds_per_image": seconds / len(images)})
+    setting = SamplerSetting(args.sampler, args.steps, args.eta, args.num_images)
+    plan = plan_sampling(setting, schedule, args.num_images, len(real.test))
+    scorers = [Scorer(load_embedder(name, store, device), real.test, real.pool, seed=args.seed) for name in args.embeddings]
+    with tqdm(total=plan.evaluations, unit="eval", desc=f"sample {args.name} {plan.label}", dynamic_ncols=True) as bar:
+        rows = score_model(args.name, stored.model, stored.card, schedule, [plan], scorers, args.seed, bar.update)
     table = pd.DataFrame(rows)
-    print(table[["embedding", "n", "fd", "floor_mean", "floor_std", "ratio", "kid_mean"]].to_string(index=False))
-    store.update_metrics(args.name, {f"fd_{r['embedding']}": r["fd"] for r in rows}
-                         | {f"fd_ratio_{r['embedding']}": r["ratio"] for r in rows},
-                         expected_sha256=stored.card.weights_sha256)  # never attach a score to weights it did not measure
+    shown = [SCORES.embedding, SCORES.n, SCORES.fd, SCORES.floor_mean, SCORES.floor_std, SCORES.ratio, SCORES.kid_mean]
+    print(table[shown].to_string(index=False))
+    models.update_metrics(args.name, card_metrics(rows),
+                          expected_sha256=stored.card.weights_sha256)  # never attach a score to weights it did not measure
     return 0
 
 
@@ -74,8 +72,9 @@ def robustness_command(store: LabStore, args: argparse.Namespace, device: torch.
     start = time.perf_counter()
     curve = robustness_curve(real.test, real.train, embedders, load_sklearn_digits().images, n=args.n, seeds=range(args.seeds))
     summary = robustness_summary(curve)
-    store.write_table("robustness", curve)
-    store.write_table("robustness_summary", summary)
+    tables = TableStore(store)
+    tables.write(ROBUSTNESS, curve)
+    tables.write(ROBUSTNESS_SUMMARY, summary)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"{len(curve)} rows in {time.perf_counter() - start:.0f} s -> {store.uri('tables')}")
     return 0

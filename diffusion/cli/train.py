@@ -19,6 +19,7 @@ from diffusion.core.training import Trainer, TrainProgress
 from diffusion.lab.checkpoint import config_differences, run_state_from_bytes, run_state_to_bytes
 from diffusion.lab.pictures import render_pictures
 from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 
 
@@ -51,9 +52,10 @@ def train_command(run: RunConfig, store: LabStore, name: str, device: torch.devi
     bar.close()
     metrics = {"steps": job.trainer.step, "images_seen": job.trainer.images_seen, "final_loss": final.loss,
                "train_seconds": round(final.elapsed_s, 1), "images_per_s": round(final.images_per_s, 1)}
-    store.export_model(name, job.ema_model, run, metrics)
-    files = render_pictures(store, name, job.ema_model, job.schedule, args.sampler, args.sample_steps, run.train.seed)
-    print(f"exported {store.uri(store.model_path(name))}: grid {store.uri(files['grid'])}")
+    models = ModelRegistry(store)
+    models.export_model(name, job.ema_model, run, metrics)
+    files = render_pictures(store, name, job.ema_model, job.schedule, args.setting, run.train.seed)
+    print(f"exported {store.uri(models.model_path(name))}: grid {store.uri(files['grid'])}")
     return 0
 
 
@@ -72,11 +74,11 @@ def saved_trainer_state(store: LabStore, name: str, config: dict[str, Any]) -> b
 
 def sample_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
     """Load an exported model and write a grid of fresh samples."""
-    stored = store.load_denoiser(args.name, device)
+    stored = ModelRegistry(store).load_denoiser(args.name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     with tqdm(unit="img-step", dynamic_ncols=True) as bar:
-        images = sample(stored.model, schedule, args.num_images, args.sampler, args.steps, args.eta, args.seed,
-                        progress=bar.update)
+        images = sample(stored.model, schedule, args.num_images, args.setting.sampler, args.setting.steps,
+                        args.setting.eta, args.seed, progress=bar.update)
     with open(args.out, "wb") as handle:
         handle.write(grid_png(images))
     print(f"wrote {args.num_images} samples of {args.name} to {args.out}")

@@ -17,6 +17,7 @@ from diffusion.core.training import Callback, Trainer
 from diffusion.embeddings.classifier import DigitClassifier, accuracy, classifier_loss
 from diffusion.embeddings.vae import ConvVAE, negative_elbo, vae_loss
 from diffusion.lab.datasets import load_dataset
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 
 EmbedderRun = VAERun | ClassifierRun
@@ -81,5 +82,5 @@ def train_embedder(
     test = load_dataset(run.data, "test", store)
     metrics = {**held_out_metrics(job, test.images, test.labels), "steps": job.trainer.step,
                "train_seconds": round(progress.elapsed_s, 1), "final_loss": progress.loss}
-    store.export_model(name, job.ema_model, run, metrics)
+    ModelRegistry(store).export_model(name, job.ema_model, run, metrics)
     return metrics

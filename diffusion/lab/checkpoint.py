@@ -20,6 +20,7 @@ from torch import nn
 
 from diffusion.core.config import from_dict, to_dict
 from diffusion.core.models import parameter_count
+from diffusion.lab.kinds import MODEL_KINDS
 
 FORMAT = "diffusion-lab/model"
 FORMAT_VERSION = 1
@@ -105,8 +106,6 @@ def model_card(kind: str, model: nn.Module, run: Any, weights: bytes, metrics: d
 
 def build_from_card(card: ModelCard, state: dict[str, torch.Tensor], source: str, expected_kind: str | None = None) -> tuple[nn.Module, Any]:
     """Rebuild the network a card describes and load ``state`` into it (strict key and shape match)."""
-    from diffusion.lab.kinds import MODEL_KINDS
-
     if expected_kind is not None and card.kind != expected_kind:
         raise CheckpointError(f"{source}: holds a {card.kind!r}, not a {expected_kind!r}")
     if card.kind not in MODEL_KINDS:

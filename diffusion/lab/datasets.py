@@ -16,18 +16,15 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from diffusion.core.config import ConfigError, DataConfig
+from diffusion.core.config import ConfigError, DataConfig, DatasetName, registry
 from diffusion.core.images import to_model_range
-
-if TYPE_CHECKING:
-    from diffusion.lab.store import LabStore
+from diffusion.lab.store import LabStore
 
 SPLITS: tuple[str, ...] = ("train", "test")
 EMBEDDED_TEST_PER_DIGIT = 100  # 500 images per digit: 400 train, 100 held-out test
@@ -119,18 +116,16 @@ def load_sklearn_digits() -> Digits:
     return Digits(large.clamp(0, 1) * 2 - 1, torch.as_tensor(bunch.target, dtype=torch.int64))
 
 
-DATASETS: dict[str, Callable[[str, DataConfig], Digits]] = {
+DATASETS: dict[DatasetName, Callable[[str, DataConfig], Digits]] = registry(DatasetName, {
     "mnist-embedded": lambda split, config: load_embedded_mnist(split),
     "mnist": lambda split, config: load_mnist(split, config.data_root, config.download),
-}
+})
 SHIPPED_DATASETS: frozenset[str] = frozenset({"mnist-embedded"})
 """Data sets inside an installed wheel: every node has them, no lab store copy is needed."""
 
 
 def load_dataset(config: DataConfig, split: str, store: LabStore | None = None) -> Digits:
     """The ``split`` of the data set named in ``config``: from the lab store's copy when ``store`` has one."""
-    if config.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {config.dataset!r}; accepted: {', '.join(DATASETS)}")
     _check_split(split)
     if store is not None and store.exists(store.dataset_path(config.dataset)):
         return load_stored_dataset(store, config.dataset)[split]

@@ -7,14 +7,17 @@ import pytest
 import torch
 
 from diffusion.core.config import ClassifierRun, ConfigError, TrainConfig, VAERun
-from diffusion.embeddings import EMBEDDINGS, check_embedding, model_embedder, pixel_embedder
+from diffusion.embeddings import EMBEDDINGS, model_embedder, pixel_embedder
+from diffusion.embeddings.loading import load_embedder
 from diffusion.embeddings.training import build_embedder_job, train_embedder
 from diffusion.lab.datasets import load_embedded_mnist, load_sklearn_digits
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, TableStore
 from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
 from diffusion.metrics.floor import fd_floor
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
-from diffusion.metrics.scoring import score_images
+from diffusion.metrics.scoring import Scorer
 
 CPU = torch.device("cpu")
 
@@ -30,25 +33,28 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> LabStore:
 
 @pytest.fixture(scope="module")
 def embedders(lab: LabStore) -> list:
-    return [model_embedder("vae", lab.load_model("vae", kind="vae").model),
-            model_embedder("classifier", lab.load_model("classifier", kind="classifier").model),
+    return [model_embedder("vae", ModelRegistry(lab).load_model("vae", kind="vae").model),
+            model_embedder("classifier", ModelRegistry(lab).load_model("classifier", kind="classifier").model),
             pixel_embedder()]
 
 
+@pytest.mark.slow
 def test_embedders_are_stored_with_held_out_metrics(lab: LabStore) -> None:
-    assert set(lab.list_models()) == {"vae", "classifier"}
-    assert lab.list_models(kind="vae") == ["vae"]
-    assert lab.read_card("classifier").metrics["test_accuracy"] > 0.9
-    vae = lab.read_card("vae").metrics
+    assert set(ModelRegistry(lab).list_models()) == {"vae", "classifier"}
+    assert ModelRegistry(lab).list_models(kind="vae") == ["vae"]
+    assert ModelRegistry(lab).read_card("classifier").metrics["test_accuracy"] > 0.9
+    vae = ModelRegistry(lab).read_card("vae").metrics
     assert vae["test_neg_elbo"] == pytest.approx(vae["test_reconstruction"] + vae["test_kl"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_embedding_dimensions(embedders: list) -> None:
     images = load_embedded_mnist("test").images[:10]
     assert [e(images).shape for e in embedders] == [(10, 16), (10, 128), (10, 784)]
     assert all(e(images).dtype == np.float64 for e in embedders)
 
 
+@pytest.mark.slow
 def test_streamed_statistics_of_image_batches_equal_the_whole_set(embedders: list) -> None:
     images = load_embedded_mnist("test").images
     whole = embedders[0].stats(images)
@@ -71,10 +77,11 @@ def test_embedder_training_resumes_exactly() -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_score_carries_its_floor_and_ratio(embedders: list) -> None:
     test, train = load_embedded_mnist("test"), load_embedded_mnist("train")
-    real = score_images(train.images[:500], test.images, torch.cat([train.images, test.images]), embedders[0])
-    noise = score_images(torch.rand(500, 1, 28, 28) * 2 - 1, test.images, train.images, embedders[0])
+    real = Scorer(embedders[0], test.images, torch.cat([train.images, test.images])).score(train.images[:500])
+    noise = Scorer(embedders[0], test.images, train.images).score(torch.rand(500, 1, 28, 28) * 2 - 1)
     assert real.n == 500 and real.floor_mean > 0
     assert real.ratio < 3 < noise.ratio
     assert noise.fd == pytest.approx(noise.mean_term + noise.trace_term)
@@ -93,14 +100,15 @@ def test_corruptions_are_identity_at_zero_seeded_and_in_range(name: str) -> None
         corrupt(images, 1.5, 0, other)
 
 
-def test_unknown_names_list_the_accepted_ones() -> None:
+def test_unknown_names_list_the_accepted_ones(tmp_path) -> None:
     with pytest.raises(ConfigError, match="accepted: dead_pixels, gaussian_noise, invasion"):
         get_corruption("blur")
     with pytest.raises(ConfigError, match="accepted: vae, classifier, pixels"):
-        check_embedding("inception")
+        load_embedder("inception", LabStore(tmp_path))
     assert list(EMBEDDINGS) == ["vae", "classifier", "pixels"]
 
 
+@pytest.mark.slow
 def test_vae_curves_rise_monotonically_and_start_at_the_floor(embedders: list) -> None:
     test, train = load_embedded_mnist("test"), load_embedded_mnist("train")
     curve = robustness_curve(test.images, train.images, embedders, load_sklearn_digits().images, n=500,
@@ -118,24 +126,28 @@ def test_vae_curves_rise_monotonically_and_start_at_the_floor(embedders: list) -
         assert abs(at_zero - floor.mean) < 3 * floor.std + 0.25 * floor.mean, (embedder.name, at_zero, floor)
 
 
+@pytest.mark.slow
 def test_score_and_robustness_commands_write_what_they_print(lab: LabStore) -> None:
     from diffusion.core.models import build_denoiser
     from tests.conftest import tiny_run
     from tests.diffusion.cli.test_cli import run as run_cli
 
     tiny = tiny_run("unet")
-    lab.export_model("tiny", build_denoiser(tiny.model), tiny)
+    ModelRegistry(lab).export_model("tiny", build_denoiser(tiny.model), tiny)
     scored = run_cli("score", "--lab", lab.root, "--name", "tiny", "--num-images", "200", "--steps", "4",
                      "--embeddings", "vae", "pixels")
     assert "floor_mean" in scored.stdout and "ratio" in scored.stdout
-    assert {"fd_vae", "fd_ratio_pixels"} <= set(lab.read_card("tiny").metrics)
+    card = ModelRegistry(lab).read_card("tiny").metrics
+    assert {"fd_vae", "fd_ratio_pixels", "fd_floor_vae", "fd_floor_pixels"} <= set(card)
+    assert (card["fd_n"], card["fd_sampler"]) == (200, "ddim-4")  # card_metrics: the VAE row's N and setting
 
     robust = run_cli("robustness", "--lab", lab.root, "--n", "200", "--seeds", "2", "--embeddings", "vae", "pixels")
     assert "monotonicity" in robust.stdout
-    assert len(lab.read_table("robustness")) == 3 * 8 * 2 * 2
-    assert len(lab.read_table("robustness_summary")) == 3 * 2
+    assert len(TableStore(lab).read(ROBUSTNESS)) == 3 * 8 * 2 * 2
+    assert len(TableStore(lab).read(ROBUSTNESS_SUMMARY)) == 3 * 2
 
 
+@pytest.mark.slow
 def test_an_embedding_without_its_model_says_how_to_train_it(tmp_path) -> None:
     from tests.diffusion.cli.test_cli import run as run_cli
 
