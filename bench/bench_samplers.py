@@ -19,6 +19,7 @@ from diffusion.core.config import ConfigError
 from diffusion.core.device import pick_device
 from diffusion.core.samplers import SAMPLERS
 from diffusion.core.schedules import NoiseSchedule
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 
 SETTING = re.compile(r"^(diffusers-)?([a-z0-9]+)-(T|\d+)(?:@([0-9.]+))?$")
@@ -47,7 +48,7 @@ def main() -> None:
     settings = [parse_setting(s) for s in args.settings]
     device = pick_device(args.device)
     store = LabStore(args.lab)
-    stored = store.load_denoiser(args.model, device)
+    stored = ModelRegistry(store).load_denoiser(args.model, device)
     diffusion = stored.run.diffusion
     schedule = NoiseSchedule.from_config(diffusion).to(device)
     scorer = Scorer(store, args.n, device)

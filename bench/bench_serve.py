@@ -26,6 +26,7 @@ import torch
 
 from diffusion.core.samplers import sample
 from diffusion.core.schedules import NoiseSchedule
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.network import free_port
 from serve.launch import running_server
@@ -58,7 +59,7 @@ def http_run(base: str, model: str, clients: int, requests: int, images: int, st
 
 def in_process_rate(store: LabStore, model: str, total: int, steps: int) -> float:
     """Images/s of ``total`` images sampled in-process in batches of the server's largest batch."""
-    stored = store.load_denoiser(model)
+    stored = ModelRegistry(store).load_denoiser(model)
     schedule = NoiseSchedule.from_config(stored.run.diffusion)
     sample(stored.model, schedule, 8, steps=2)  # warm-up
     start = time.perf_counter()

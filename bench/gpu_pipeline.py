@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from diffusion.lab.store import LabStore  # noqa: E402
+from diffusion.lab.tables import SCORES, TRIAL_HISTORY, TableStore  # noqa: E402
 from jobs import pipeline, sweep  # noqa: E402
 
 
@@ -74,9 +75,10 @@ class GpuSampler:
 def trials_at_once(history: pd.DataFrame) -> dict[str, float]:
     """Most and mean trials running at once, from each trial's first and last report time (Tune's timestamps)."""
     spans = []
-    for _, reports in history.groupby("trial_id"):
-        first = reports.sort_values("timestamp").iloc[0]
-        spans.append((float(first.timestamp - first.time_total_s), float(reports.timestamp.max())))
+    columns = TRIAL_HISTORY
+    for _, reports in history.groupby(columns.trial_id):
+        first = reports.sort_values(columns.timestamp).iloc[0]
+        spans.append((float(first[columns.timestamp] - first[columns.time_total_s]), float(reports[columns.timestamp].max())))
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     running = most = 0
     area, last = 0.0, events[0][0]
@@ -105,9 +107,10 @@ def main() -> int:
     outcome = pipeline.run_pipeline(request)
     sampler.stop()
     store = LabStore(args.lab)
-    concurrency = trials_at_once(store.read_table("trial_history"))
+    tables = TableStore(store)
+    concurrency = trials_at_once(tables.read(TRIAL_HISTORY))
     gpu = sampler.busy(concurrency["window_start"], concurrency["window_end"]) if measured else None
-    board = store.read_table("scores") if "scores" in store.list_tables() else pd.DataFrame()
+    board = tables.read(SCORES) if SCORES.name in tables.names() else SCORES.empty()
     report = {"preset": args.preset, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
               "wall_s": time.time() - started, "stage_s": outcome.seconds, "trials_at_once": concurrency,
               "gpu_during_trials": gpu, "status": outcome.status}

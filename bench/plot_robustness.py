@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from diffusion.lab.store import LabStore  # noqa: E402
+from diffusion.lab.tables import ROBUSTNESS, TableStore  # noqa: E402
 
 COLOURS = {"vae": "tab:blue", "classifier": "tab:orange", "pixels": "tab:gray"}
 
@@ -25,12 +26,13 @@ def main() -> None:
     parser.add_argument("--lab", default="./lab")
     parser.add_argument("--out", default="docs/robustness.png")
     args = parser.parse_args()
-    curve = LabStore(args.lab).read_table("robustness")
-    corruptions = list(dict.fromkeys(curve.corruption))
+    curve = TableStore(LabStore(args.lab)).read(ROBUSTNESS)
+    corruptions = list(dict.fromkeys(curve[ROBUSTNESS.corruption]))
     figure, axes = plt.subplots(1, len(corruptions), figsize=(4.2 * len(corruptions), 3.6), sharey=True)
     for axis, corruption in zip(axes, corruptions):
-        for embedding, group in curve[curve.corruption == corruption].groupby("embedding", sort=False):
-            levels = group.groupby("severity").ratio.agg(["mean", "min", "max"])
+        rows = curve[curve[ROBUSTNESS.corruption] == corruption]
+        for embedding, group in rows.groupby(ROBUSTNESS.embedding, sort=False):
+            levels = group.groupby(ROBUSTNESS.severity)[ROBUSTNESS.ratio].agg(["mean", "min", "max"])
             colour = COLOURS.get(embedding)
             axis.plot(levels.index, levels["mean"], marker="o", ms=3, label=embedding, color=colour)
             axis.fill_between(levels.index, levels["min"], levels["max"], alpha=0.25, color=colour)
@@ -40,8 +42,8 @@ def main() -> None:
         axis.set_xlabel("severity")
     axes[0].set_ylabel("FD / floor (real vs real = 1)")
     axes[0].legend(title="embedding")
-    n = int(curve.n.iloc[0])
-    figure.suptitle(f"Corruption robustness on the embedded MNIST test set, N = {n}, {curve.seed.nunique()} seeds (band: min-max)")
+    n, seeds = int(curve[ROBUSTNESS.n].iloc[0]), curve[ROBUSTNESS.seed].nunique()
+    figure.suptitle(f"Corruption robustness on the embedded MNIST test set, N = {n}, {seeds} seeds (band: min-max)")
     figure.tight_layout()
     figure.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")

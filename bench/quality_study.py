@@ -41,6 +41,7 @@ from diffusion.core.samplers import sample
 from diffusion.embeddings.training import train_embedder
 from diffusion.lab.datasets import load_real_sets
 from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -155,7 +156,7 @@ def main() -> None:
     print(f"[study] samplers on the {best_budget}-step run of {best}", flush=True)
     samplers = sampler_table(job, scorer, device, args.batch)
 
-    store.export_model("unet", job.ema_model, job.run, {"study_recipe": best, "study_steps": best_budget})
+    ModelRegistry(store).export_model("unet", job.ema_model, job.run, {"study_recipe": best, "study_steps": best_budget})
     with tarfile.open(args.out / "lab.tar", "w") as tar:
         tar.add(lab_dir / "models", arcname="models")
     floor = {"n": scorer.floor.n, "mean": scorer.floor.mean, "std": scorer.floor.std}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from diffusion.lab.leaderboard import RANK
+from diffusion.lab.tables import ROBUSTNESS, SCORES, TRIAL_HISTORY, TRIALS
+
 BEST = "#d62728"
 OTHER = "#7f7f7f"
 EMBEDDING_COLOURS = {"vae": "#1f77b4", "classifier": "#ff7f0e", "pixels": "#2ca02c"}
@@ -12,16 +15,17 @@ EMBEDDING_COLOURS = {"vae": "#1f77b4", "classifier": "#ff7f0e", "pixels": "#2ca0
 
 def leaderboard_bars(board: pd.DataFrame, embedding: str) -> go.Figure:
     """FD per model (best in red) with the floor drawn as a line and its spread as a band."""
-    colours = [BEST if rank == 1 else OTHER for rank in board["rank"]]
-    text = [f"{ratio:.2f}x floor" for ratio in board.ratio]
-    figure = go.Figure(go.Bar(x=board.model, y=board.fd, marker_color=colours, text=text, textposition="outside",
+    colours = [BEST if rank == 1 else OTHER for rank in board[RANK]]
+    text = [f"{ratio:.2f}x floor" for ratio in board[SCORES.ratio]]
+    fd = board[SCORES.fd]
+    figure = go.Figure(go.Bar(x=board[SCORES.model], y=fd, marker_color=colours, text=text, textposition="outside",
                               name="FD", hovertemplate="%{x}: FD %{y:.4g}<extra></extra>"))
-    floor, spread = float(board.floor_mean.iloc[0]), float(board.floor_std.iloc[0])
+    floor, spread = float(board[SCORES.floor_mean].iloc[0]), float(board[SCORES.floor_std].iloc[0])
     figure.add_hrect(y0=max(floor - spread, 0), y1=floor + spread, fillcolor="black", opacity=0.08, line_width=0)
     figure.add_hline(y=floor, line_dash="dash", line_color="black",
-                     annotation_text=f"real-vs-real floor {floor:.3g} (N = {int(board.n.iloc[0])})", annotation_position="top left")
+                     annotation_text=f"real-vs-real floor {floor:.3g} (N = {int(board[SCORES.n].iloc[0])})", annotation_position="top left")
     figure.update_layout(yaxis_title=f"FD ({embedding} embedding)", xaxis_title="model", showlegend=False,
-                         yaxis_type="log" if board.fd.max() / max(board.fd.min(), 1e-12) > 30 else "linear",
+                         yaxis_type="log" if fd.max() / max(fd.min(), 1e-12) > 30 else "linear",
                          margin={"t": 30})
     return figure
 
@@ -37,8 +41,9 @@ def hyperparameter_coordinates(trials: pd.DataFrame, columns: list[str]) -> go.F
             codes, labels = pd.factorize(values.astype(str))
             dimensions.append({"label": column, "values": codes, "tickvals": list(range(len(labels))),
                                "ticktext": list(labels)})
-    dimensions.append({"label": "best FD (vae)", "values": trials.best_fd.astype(float)})
-    return go.Figure(go.Parcoords(line={"color": trials.best_fd.astype(float), "colorscale": "Viridis_r",
+    best_fd = trials[TRIALS.best_fd].astype(float)
+    dimensions.append({"label": "best FD (vae)", "values": best_fd})
+    return go.Figure(go.Parcoords(line={"color": best_fd, "colorscale": "Viridis_r",
                                         "showscale": True, "colorbar": {"title": "best FD"}},
                                   dimensions=dimensions))
 
@@ -46,10 +51,10 @@ def hyperparameter_coordinates(trials: pd.DataFrame, columns: list[str]) -> go.F
 def learning_curves(history: pd.DataFrame, metric: str) -> go.Figure:
     """``metric`` (loss or fd) against training images, one line per trial."""
     figure = go.Figure()
-    for trial_id, reports in history.groupby("trial_id", sort=False):
-        points = reports.dropna(subset=[metric]).sort_values("images_seen")
-        label = f"{points.model.iloc[0]} {trial_id}" if len(points) else str(trial_id)
-        figure.add_trace(go.Scatter(x=points.images_seen, y=points[metric], mode="lines+markers", name=label))
+    for trial_id, reports in history.groupby(TRIAL_HISTORY.trial_id, sort=False):
+        points = reports.dropna(subset=[metric]).sort_values(TRIAL_HISTORY.images_seen)
+        label = f"{points[TRIAL_HISTORY.model].iloc[0]} {trial_id}" if len(points) else str(trial_id)
+        figure.add_trace(go.Scatter(x=points[TRIAL_HISTORY.images_seen], y=points[metric], mode="lines+markers", name=label))
     figure.update_layout(xaxis_title="training images", yaxis_title=metric, yaxis_type="log", margin={"t": 30})
     return figure
 
@@ -57,10 +62,10 @@ def learning_curves(history: pd.DataFrame, metric: str) -> go.Figure:
 def robustness_curves(curve: pd.DataFrame, corruption: str, normalise: bool) -> go.Figure:
     """FD (or FD / floor) against severity, one line per embedding with a band of +-1 std over seeds."""
     figure = go.Figure()
-    value = "ratio" if normalise else "fd"
-    rows = curve[curve.corruption == corruption]
-    for embedding, group in rows.groupby("embedding", sort=False):
-        levels = group.groupby("severity")[value].agg(["mean", "std"]).fillna(0.0).sort_index()
+    value = ROBUSTNESS.ratio if normalise else ROBUSTNESS.fd
+    rows = curve[curve[ROBUSTNESS.corruption] == corruption]
+    for embedding, group in rows.groupby(ROBUSTNESS.embedding, sort=False):
+        levels = group.groupby(ROBUSTNESS.severity)[value].agg(["mean", "std"]).fillna(0.0).sort_index()
         colour = EMBEDDING_COLOURS.get(str(embedding), OTHER)
         upper, lower = levels["mean"] + levels["std"], (levels["mean"] - levels["std"]).clip(lower=1e-12)
         figure.add_trace(go.Scatter(x=list(levels.index) + list(levels.index[::-1]),

@@ -6,17 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from diffusion.core.samplers import DenoisingPaths
-from diffusion.lab.leaderboard import leaderboard
+from diffusion.lab.leaderboard import RANK, leaderboard
 from diffusion.lab.pictures import PATHS_FILE
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
-
-TABLE_HINTS = {
-    "scores": "python -m jobs.evaluate (or the pipeline) writes it",
-    "trials": "python -m jobs.sweep (or the pipeline) writes it when a sweep ends",
-    "trial_history": "python -m jobs.sweep (or the pipeline) writes it when a sweep ends",
-    "robustness": "python -m jobs.evaluate (or python -m diffusion robustness) writes it",
-    "robustness_summary": "python -m jobs.evaluate (or python -m diffusion robustness) writes it",
-}
+from diffusion.lab.tables import SCORES, TABLES, TableSchema, TableStore
 
 
 class LabUnavailable(RuntimeError):
@@ -31,24 +25,28 @@ def store(root: str) -> LabStore:
         raise LabUnavailable(f"cannot open the lab store {root!r}: {error}") from error
 
 
-def table(root: str, name: str) -> pd.DataFrame:
-    """A result table, re-read whenever its file changes; LabUnavailable (with a hint) if it is missing."""
+def table(root: str, schema: TableSchema) -> pd.DataFrame:
+    """A result table, re-read whenever its file changes; LabUnavailable (with the job that writes it) if it is missing."""
     lab = store(root)
-    signature = lab.signature(lab.table_path(name))
+    signature = lab.signature(TableStore(lab).path(schema))
     if signature is None:
-        raise LabUnavailable(f"the lab store {lab.root} has no `{name}` table yet: {TABLE_HINTS.get(name, '')}")
-    return _read_table(root, name, signature).copy()
+        raise LabUnavailable(f"the lab store {lab.root} has no `{schema.name}` table yet: "
+                             f"{schema.job} (or the pipeline) writes it")
+    try:
+        return _read_table(root, schema.name, signature).copy()
+    except LabStoreError as error:  # damaged, or not of the table's schema: the message names the file and the job
+        raise LabUnavailable(str(error)) from error
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _read_table(root: str, name: str, signature: tuple[int, int]) -> pd.DataFrame:
-    return LabStore(root).read_table(name)
+    return TableStore(LabStore(root)).read(TABLES[name])
 
 
 def denoisers(root: str) -> list[str]:
     """Names of the exported denoisers (a listing: cheap, never cached)."""
     try:
-        return store(root).list_models(kind="denoiser")
+        return ModelRegistry(store(root)).list_models(kind="denoiser")
     except (LabStoreError, OSError) as error:
         raise LabUnavailable(f"cannot list the models of {root!r}: {error}") from error
 
@@ -56,10 +54,10 @@ def denoisers(root: str) -> list[str]:
 def leaderboard_ranks(root: str) -> dict[str, int]:
     """Model -> rank on the default leaderboard; empty before any evaluation."""
     try:
-        board = leaderboard(table(root, "scores"))
+        board = leaderboard(table(root, SCORES))
     except LabUnavailable:
         return {}
-    return dict(zip(board.model, board["rank"]))
+    return dict(zip(board[SCORES.model], board[RANK]))
 
 
 def ranked_denoisers(root: str) -> list[str]:
@@ -78,14 +76,14 @@ def ranked_denoisers(root: str) -> list[str]:
 def model_file(root: str, name: str, filename: str) -> bytes | None:
     """A file beside a model (grid.png, paths.gif, ...), re-read when it changes; None if absent."""
     lab = store(root)
-    signature = lab.signature(lab.model_path(name, filename))
+    signature = lab.signature(ModelRegistry(lab).model_path(name, filename))
     return None if signature is None else _read_model_file(root, name, filename, signature)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _read_model_file(root: str, name: str, filename: str, signature: tuple[int, int]) -> bytes:
     lab = LabStore(root)
-    return lab.read_bytes(lab.model_path(name, filename))
+    return lab.read_bytes(ModelRegistry(lab).model_path(name, filename))
 
 
 def denoising_paths(root: str, name: str) -> DenoisingPaths | None:

@@ -9,6 +9,7 @@ import torch
 
 from diffusion.core.config import ClassifierRun, DataConfig, TrainConfig, VAERun, to_dict
 from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from jobs.ray_session import task_device
 
@@ -27,7 +28,7 @@ def ensure_embeddings(store: LabStore, dataset: str, overrides: dict[str, dict[s
     options = task_options(resources or {"cpu": 1, "gpu": 0})
     pending = []
     for kind, run_type in EMBEDDER_RUNS.items():
-        if kind in store.list_models(kind=kind):
+        if kind in ModelRegistry(store).list_models(kind=kind):
             print(f"[{stage}] embedding {kind}: found in {store.root}", flush=True)
             continue
         defaults = to_dict(run_type().train) | dict(overrides.get(kind, {}) or {})

@@ -14,18 +14,20 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import ray
 import torch
 
 from diffusion.core.config import ConfigError, DataConfig
-from diffusion.core.samplers import get_sampler, timestep_sequence
+from diffusion.core.samplers import timestep_sequence
 from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
 from diffusion.lab.leaderboard import format_leaderboard, leaderboard
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
+from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics
 from jobs.embeddings import ensure_embeddings, task_options
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
 from jobs.presets import EvaluateSettings, Preset, load_preset
@@ -50,19 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_models(store: LabStore, settings: EvaluateSettings, models: list[str]) -> None:
     """Each model is an exported denoiser whose schedule admits every sampler setting's step count."""
-    exported = store.list_models(kind="denoiser")
+    registry = ModelRegistry(store)
+    exported = registry.list_models(kind="denoiser")
     missing = [m for m in models if m not in exported]
     if missing:
         raise ConfigError(f"no exported denoiser named {missing} in {store.root}; it has {exported or 'none'} "
                           f"(python -m jobs.sweep exports them)")
     for model in models:
-        check_steps(settings, model, int(store.read_card(model).config["diffusion"]["timesteps"]))
+        check_steps(settings, model, int(registry.read_card(model).config["diffusion"]["timesteps"]))
 
 
 def check_steps(settings: EvaluateSettings, model: str, timesteps: int) -> None:
     """Every sampler setting's step count fits a schedule of ``timesteps`` levels."""
     for setting in (*settings.samplers, settings.pictures):
-        get_sampler(setting.sampler)
         if setting.steps is not None:
             try:
                 timestep_sequence(timesteps, setting.steps)
@@ -72,7 +74,7 @@ def check_steps(settings: EvaluateSettings, model: str, timesteps: int) -> None:
 
 def evaluation_models(request: EvaluateRequest) -> list[str]:
     """The models to evaluate, checked; ConfigError if there are none."""
-    models = request.models if request.models is not None else request.store.list_models(kind="denoiser")
+    models = request.models if request.models is not None else ModelRegistry(request.store).list_models(kind="denoiser")
     if not models:
         raise ConfigError(f"no exported denoisers in {request.store.root}; run python -m jobs.sweep first")
     check_models(request.store, request.preset.evaluate, models)
@@ -85,7 +87,7 @@ def _floors_task(root: str, dataset: str, settings: EvaluateSettings) -> Floors:
 
 
 @ray.remote
-def _model_task(root: str, name: str, settings: EvaluateSettings, floors: Floors) -> list[dict[str, Any]]:
+def _model_task(root: str, name: str, settings: EvaluateSettings, floors: Floors) -> list[ScoreRow]:
     torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
     return evaluate_model(LabStore(root), name, settings, floors, task_device())
 
@@ -102,7 +104,7 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
     models = evaluation_models(request)
     store, preset, settings = request.store, request.preset, request.preset.evaluate
     start_ray()
-    datasets = {m: store.read_card(m).config["data"]["dataset"] for m in models}
+    datasets = {m: ModelRegistry(store).read_card(m).config["data"]["dataset"] for m in models}
     for dataset in sorted({preset.dataset, *datasets.values()}):
         print(f"[evaluate] data: {ensure_dataset(store, DataConfig(dataset=dataset))}", flush=True)
     ensure_embeddings(store, preset.dataset, preset.embeddings, "evaluate", preset.embedding_resources)
@@ -113,7 +115,7 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
         pending[_robustness_task.options(**options).remote(store.root, preset.dataset, settings)] = "robustness"
     samplers = ", ".join(f"{s.sampler}-{s.steps or 'T'}" for s in settings.samplers)
     print(f"[evaluate] {len(models)} model(s): {', '.join(models)}; samplers {samplers}", flush=True)
-    rows: list[dict[str, Any]] = []
+    rows: list[ScoreRow] = []
     failures: dict[str, str] = {}
     while pending:
         [ready], _ = ray.wait(list(pending), num_returns=1)
@@ -126,9 +128,10 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
             continue
         if name == "robustness":
             curve, summary = result
-            store.write_table("robustness", curve)
-            store.write_table("robustness_summary", summary)
-            print(f"[evaluate] robustness: {len(curve)} curve points -> {store.uri(store.table_path('robustness'))}", flush=True)
+            tables = TableStore(store)
+            tables.write(ROBUSTNESS, curve)
+            tables.write(ROBUSTNESS_SUMMARY, summary)
+            print(f"[evaluate] robustness: {len(curve)} curve points -> {store.uri(tables.path(ROBUSTNESS))}", flush=True)
         else:
             try:
                 record_best(store, name, result)
@@ -154,25 +157,24 @@ class EvaluationFailed(RuntimeError):
         self.failures = failures
 
 
-def record_best(store: LabStore, name: str, rows: list[dict[str, Any]]) -> None:
-    """Put a model's best FD on its card, if the card still has the weights the rows were measured on."""
-    best = leaderboard(pd.DataFrame(rows)).iloc[0]  # the leaderboard's rule: best ratio at the largest N
-    store.update_metrics(name, {"fd_vae": float(best["fd"]), "fd_floor_vae": float(best["floor_mean"]),
-                                "fd_ratio_vae": float(best["ratio"]), "fd_n": int(best["n"]),
-                                "fd_sampler": f"{best['sampler']}-{best['steps']}"},
-                         expected_sha256=rows[0]["weights_sha256"])  # every row of one model measures the same weights
-    print(f"[evaluate] {name}: FD(vae) {best['fd']:.4g} = {best['ratio']:.3g}x floor "
-          f"({best['sampler']}-{best['steps']}, N = {int(best['n'])}, {best['seconds_per_image'] * 1000:.1f} ms/image)", flush=True)
+def record_best(store: LabStore, name: str, rows: list[ScoreRow]) -> None:
+    """Put a model's scores on its card (``card_metrics``: the leaderboard's row per embedding), if the card still has
+    the weights the rows were measured on."""
+    ModelRegistry(store).update_metrics(name, card_metrics(rows), expected_sha256=rows[0].weights_sha256)
+    best = best_row(rows)
+    print(f"[evaluate] {name}: FD(vae) {best.fd:.4g} = {best.ratio:.3g}x floor ({best.sampler}-{best.steps}, "
+          f"N = {best.n}, {best.seconds_per_image * 1000:.1f} ms/image)", flush=True)
 
 
 def merge_scores(store: LabStore, scores: pd.DataFrame) -> None:
     """Replace these models' rows of the ``scores`` table, keeping the other models' rows (safe with concurrent writers)."""
-    store.update_table("scores", scores, key="model")
+    TableStore(store).update(SCORES, scores)
 
 
 def print_leaderboard(store: LabStore) -> pd.DataFrame:
     """Print (and return) the leaderboard of every model scored in the lab store."""
-    board = leaderboard(store.read_table("scores")) if "scores" in store.list_tables() else leaderboard(pd.DataFrame(columns=["embedding"]))
+    tables = TableStore(store)
+    board = leaderboard(tables.read(SCORES) if SCORES.name in tables.names() else SCORES.empty())
     print("[leaderboard] FD in the VAE embedding at the largest N, best sampler setting per model, ranked by FD / floor", flush=True)
     print(format_leaderboard(board), flush=True)
     return board

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from diffusion.core.config import ConfigError
 from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStoreError
 from jobs import evaluate, sweep
 from jobs.presets import first_point, run_config
@@ -41,7 +42,7 @@ def run_pipeline(request: sweep.SweepRequest) -> PipelineOutcome:
     print(f"[pipeline] stage 1/2: sweep ({request.preset.name} preset, models {', '.join(request.models)})", flush=True)
     seconds = dict(sweep.run_sweep(request).seconds)
     print(f"[pipeline] stage 2/2: evaluate ({time.perf_counter() - start:.0f} s so far)", flush=True)
-    exported = [m for m in request.models if m in request.store.list_models(kind="denoiser")]
+    exported = [m for m in request.models if m in ModelRegistry(request.store).list_models(kind="denoiser")]
     status = 0
     evaluated = time.perf_counter()
     try:

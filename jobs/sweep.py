@@ -26,7 +26,9 @@ from diffusion.core.config import ConfigError, DataConfig
 from diffusion.core.models import DENOISERS, build_denoiser
 from diffusion.lab.checkpoint import weights_from_bytes
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
+from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
 from jobs.embeddings import ensure_embeddings
 from jobs.presets import Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray
@@ -161,8 +163,7 @@ def trial_rows(store: LabStore, results: tune.ResultGrid) -> tuple[list[dict[str
                      "checkpoint": store.uri_of(latest.path) if latest else None,
                      "trial_path": store.uri_of(result.path)})
         if not history.empty:
-            keep = [c for c in ("step", "images_seen", "loss", "fd", "fd_ratio", "resumed", "time_total_s", "timestamp",
-                                "node_id", "device") if c in history]
+            keep = [c for c in TRIAL_HISTORY.columns if c.optional and c in history]  # the report's columns
             histories.append(history[keep].assign(model=model, trial_id=trial_id))
     return rows, histories
 
@@ -188,19 +189,21 @@ def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str
                "fd_samples_sweep": info.get("fd_samples"), "fd_sampler_sweep": info.get("fd_sampler"),
                "trial_id": best["trial_id"], "steps": info["step"], "images_seen": info["images_seen"],
                "trained_steps": int(best["images_seen"] or 0) // run.train.batch_size, "train_seconds": best["time_total_s"]}
-    store.export_model(model, network.eval(), run, metrics)
+    registry = ModelRegistry(store)
+    registry.export_model(model, network.eval(), run, metrics)
     for row in rows:
         if row["model"] == model:
             row["is_best"] = row is best
     print(f"[sweep] {model}: exported trial {best['trial_id']} at step {info['step']} (FD {info['fd']:.4g}) "
-          f"-> {store.uri(store.model_path(model))}", flush=True)
+          f"-> {store.uri(registry.model_path(model))}", flush=True)
     return metrics
 
 
 def write_tables(store: LabStore, models: list[str], rows: list[dict[str, Any]], histories: list[pd.DataFrame]) -> None:
     """Replace these models' rows of the ``trials`` and ``trial_history`` tables, keeping other models' (and other writers') rows."""
-    store.update_table("trials", pd.DataFrame(rows), key="model", keys=models)
-    store.update_table("trial_history", pd.concat(histories) if histories else pd.DataFrame(), key="model", keys=models)
+    tables = TableStore(store)
+    tables.update(TRIALS, pd.DataFrame(rows), keys=models)
+    tables.update(TRIAL_HISTORY, pd.concat(histories) if histories else pd.DataFrame(), keys=models)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,12 @@ from diffusion.core.config import ConfigError
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.checkpoint import CheckpointError, ModelCard
 from diffusion.lab.leaderboard import leaderboard
-from diffusion.lab.store import LabStore, LabStoreError, check_name
+from diffusion.lab.registry import ModelRegistry
+from diffusion.lab.store import LabStore, LabStoreError
+from diffusion.lab.tables import SCORES, TableStore
 
 ENTRY_ERRORS = (LabStoreError, CheckpointError, ConfigError, OSError, ValueError)
-"""What a damaged or stray entry raises (check_name raises ValueError; pyarrow's errors are OSError/ValueError)."""
+"""What an unreachable store or a damaged entry raises (pyarrow's errors are OSError/ValueError)."""
 LOAD_ERRORS = (*ENTRY_ERRORS, RuntimeError, KeyError)
 """What loading a card's weights into its network may raise (torch raises RuntimeError on a shape mismatch)."""
 
@@ -79,27 +81,27 @@ def _check_deadline(_module: nn.Module, _inputs: Any) -> None:
         raise DeadlineExceeded("the request's deadline passed; sampling stopped")
 
 
-def load_entry(store: LabStore, name: str, device: torch.device, previous: HostedModel | None = None) -> HostedModel | None:
-    """The hosted entry of ``models/<name>``; None for a model that is not a denoiser.
+def load_entry(models: ModelRegistry, name: str, device: torch.device,
+               previous: HostedModel | None = None) -> HostedModel | None:
+    """The hosted entry of ``models/<name>``: the registry's ``entry``, then its weights; None if not a denoiser.
 
     ``previous`` (what was hosted under that name) keeps its network when the card still names
     the same weights and config, so a metrics update does not reload.
     """
     try:
-        check_name(name, "model name")
-    except ValueError as error:
-        return HostedModel(name, error=str(error))
-    try:
-        card = store.read_card(name)
-    except ENTRY_ERRORS as error:
+        entry = models.entry(name)
+    except ENTRY_ERRORS as error:  # the store itself is unreachable
         return HostedModel(name, error=f"card unreadable: {error}")
+    card = entry.card
+    if card is None:
+        return HostedModel(name, error=entry.error)
     if card.kind != "denoiser":
         return None
     if previous is not None and previous.loaded and previous.card is not None \
             and (previous.card.weights_sha256, previous.card.config) == (card.weights_sha256, card.config):
         return dataclasses.replace(previous, card=card)
     try:
-        stored = store.load_denoiser(name, device)  # reads the card again: the weights are checked against it
+        stored = models.load_denoiser(name, device)  # reads the card again: the weights are checked against it
         schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     except LOAD_ERRORS as error:
         return HostedModel(name, card, error=f"weights unavailable: {error}")
@@ -113,6 +115,7 @@ class Catalog:
 
     def __init__(self, store: LabStore, device: torch.device, refresh_s: float) -> None:
         self.store = store
+        self.registry = ModelRegistry(store)
         self.device = device
         self.refresh_s = refresh_s
         self.models: dict[str, HostedModel] = {}
@@ -175,7 +178,7 @@ class Catalog:
     def _refresh_entry(self, name: str) -> None:
         previous = self.models.get(name)
         self._checked[name] = time.monotonic()
-        entry = load_entry(self.store, name, self.device, previous)
+        entry = load_entry(self.registry, name, self.device, previous)
         if entry is None:
             self.models.pop(name, None)
             return
@@ -187,7 +190,8 @@ class Catalog:
 def evaluation_summary(store: LabStore) -> dict[str, dict[str, Any]]:
     """Each scored model's best FD (VAE embedding) with its floor and ratio; empty before any evaluation."""
     try:
-        scores = store.read_table("scores") if "scores" in store.list_tables() else None
+        tables = TableStore(store)
+        scores = tables.read(SCORES) if SCORES.name in tables.names() else None
     except (LabStoreError, OSError, ValueError):
         scores = None
     if scores is None or scores.empty:
@@ -196,9 +200,9 @@ def evaluation_summary(store: LabStore) -> dict[str, dict[str, Any]]:
         board = leaderboard(scores)
     except (KeyError, ValueError, TypeError):  # a table of another layout: /models lists the models without scores
         return {}
-    return {row["model"]: {"embedding": "vae", "fd": float(row["fd"]), "floor": float(row["floor_mean"]),
-                           "ratio": float(row["ratio"]), "sampler": row["sampler"], "steps": int(row["steps"]),
-                           "n": int(row["n"])}
+    return {row[SCORES.model]: {"embedding": "vae", "fd": float(row[SCORES.fd]), "floor": float(row[SCORES.floor_mean]),
+                                "ratio": float(row[SCORES.ratio]), "sampler": row[SCORES.sampler],
+                                "steps": int(row[SCORES.steps]), "n": int(row[SCORES.n])}
             for row in board.to_dict("records")}
 
 

@@ -4,23 +4,25 @@ import streamlit as st
 
 from dashboard import charts, lab_data
 from dashboard.page_tools import or_stop, settings
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY
 
 st.title("Metric robustness")
 lab = settings().lab
-curve = or_stop(lambda: lab_data.table(lab, "robustness"))
-summary = or_stop(lambda: lab_data.table(lab, "robustness_summary"))
+curve = or_stop(lambda: lab_data.table(lab, ROBUSTNESS))
+summary = or_stop(lambda: lab_data.table(lab, ROBUSTNESS_SUMMARY))
 st.markdown("Each corruption damages real digits at rising severity. A metric to trust rises **monotonically** "
             "with the damage, leaves its floor **early**, and keeps a **wide range** (FD / floor at full damage).")
-per_embedding = summary.groupby("embedding").agg(monotone_everywhere=("monotonicity", lambda m: bool((m >= 0.99).all())),
-                                                   worst_monotonicity=("monotonicity", "min"),
-                                                   mean_detection=("detection_threshold", "mean"),
-                                                   smallest_range=("max_ratio", "min")).reset_index()
+SUMMARY = ROBUSTNESS_SUMMARY
+per_embedding = summary.groupby(SUMMARY.embedding).agg(
+    monotone_everywhere=(SUMMARY.monotonicity, lambda m: bool((m >= 0.99).all())),
+    worst_monotonicity=(SUMMARY.monotonicity, "min"), mean_detection=(SUMMARY.detection_threshold, "mean"),
+    smallest_range=(SUMMARY.max_ratio, "min")).reset_index()
 ranked = per_embedding.sort_values(["monotone_everywhere", "smallest_range"], ascending=[False, False])
 trusted = ranked.iloc[0]
-st.success(f"**{trusted.embedding}**: monotone for every corruption: {'yes' if trusted.monotone_everywhere else 'no'}; "
+st.success(f"**{trusted[SUMMARY.embedding]}**: monotone for every corruption: {'yes' if trusted.monotone_everywhere else 'no'}; "
            f"at full severity at least {trusted.smallest_range:.0f}x its floor.")
 st.dataframe(ranked, hide_index=True, width="stretch")
-corruption = st.radio("Corruption", sorted(curve.corruption.unique()), horizontal=True)
+corruption = st.radio("Corruption", sorted(curve[ROBUSTNESS.corruption].unique()), horizontal=True)
 normalise = st.toggle("Divide by each embedding's floor", value=True)
 st.plotly_chart(charts.robustness_curves(curve, corruption, normalise), width="stretch")
-st.dataframe(summary[summary.corruption == corruption], hide_index=True, width="stretch")
+st.dataframe(summary[summary[SUMMARY.corruption] == corruption], hide_index=True, width="stretch")

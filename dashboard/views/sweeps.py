@@ -5,26 +5,28 @@ import streamlit as st
 
 from dashboard import charts, lab_data
 from dashboard.page_tools import or_stop, settings
+from diffusion.lab.tables import TRIAL_HISTORY, TRIALS
 
 st.title("Sweeps")
 lab = settings().lab
-trials = or_stop(lambda: lab_data.table(lab, "trials"))
-is_best = trials["is_best"].fillna(False).astype(bool) if "is_best" in trials else pd.Series(False, index=trials.index)
+trials = or_stop(lambda: lab_data.table(lab, TRIALS))
+is_best = trials[TRIALS.is_best].fillna(False).astype(bool) if TRIALS.is_best in trials else pd.Series(False, index=trials.index)
 trials.insert(0, "best", is_best.map(lambda best: "★" if best else ""))
 left, right = st.columns(2)
-models = sorted(trials.model.unique())
+models = sorted(trials[TRIALS.model].unique())
 chosen_models = left.multiselect("Models", models, default=models)
-statuses = sorted(trials.status.unique())
+statuses = sorted(trials[TRIALS.status].unique())
 chosen_status = right.multiselect("Status", statuses, default=statuses)
-shown = trials[trials.model.isin(chosen_models) & trials.status.isin(chosen_status)]
-hyper = [c for c in trials.columns if c.split(".")[0] in ("model", "diffusion", "train") and "." in c]
-summary = ["best", "model", "trial_id", "status", *hyper, "best_fd", "final_fd", "final_loss", "images_seen", "time_total_s"]
+shown = trials[trials[TRIALS.model].isin(chosen_models) & trials[TRIALS.status].isin(chosen_status)]
+hyper = [c for c in trials.columns if c.startswith(TRIALS.prefixes)]
+summary = ["best", TRIALS.model, TRIALS.trial_id, TRIALS.status, *hyper, TRIALS.best_fd, TRIALS.final_fd, TRIALS.final_loss,
+           TRIALS.images_seen, TRIALS.time_total_s]
 st.dataframe(shown[[c for c in summary if c in shown.columns]], hide_index=True, width="stretch")
 st.caption(f"{len(shown)} of {len(trials)} trials; ★ marks each model's best trial (exported to the lab store).")
 
 st.subheader("Hyperparameters and FD")
 model = st.selectbox("Model", chosen_models or models)
-of_model = trials[(trials.model == model) & trials.best_fd.notna()]
+of_model = trials[(trials[TRIALS.model] == model) & trials[TRIALS.best_fd].notna()]
 varying = [c for c in hyper if c in of_model and of_model[c].nunique(dropna=True) > 1]
 if len(of_model) < 2 or not varying:
     st.info(f"{model}: {len(of_model)} scored trial(s) and no hyperparameter that varies; nothing to compare.")
@@ -33,18 +35,18 @@ else:
 
 st.subheader("Learning curves")
 try:
-    history = lab_data.table(lab, "trial_history")
+    history = lab_data.table(lab, TRIAL_HISTORY)
 except lab_data.LabUnavailable as reason:
     st.info(str(reason))
     st.stop()
-best_ids = trials[is_best].trial_id.tolist()
-options = shown.trial_id.tolist()
+best_ids = trials[is_best][TRIALS.trial_id].tolist()
+options = shown[TRIALS.trial_id].tolist()
 selected = st.multiselect("Trials", options, default=[t for t in best_ids if t in options],
-                          format_func=lambda t: f"{trials.set_index('trial_id').model.get(t, '?')} {t}")
-curves = history[history.trial_id.isin(selected)]
+                          format_func=lambda t: f"{trials.set_index(TRIALS.trial_id)[TRIALS.model].get(t, '?')} {t}")
+curves = history[history[TRIAL_HISTORY.trial_id].isin(selected)]
 if curves.empty:
     st.info("Choose trials to see their curves.")
 else:
     left, right = st.columns(2)
-    left.plotly_chart(charts.learning_curves(curves, "loss"), width="stretch")
-    right.plotly_chart(charts.learning_curves(curves, "fd"), width="stretch")
+    left.plotly_chart(charts.learning_curves(curves, TRIAL_HISTORY.loss), width="stretch")
+    right.plotly_chart(charts.learning_curves(curves, TRIAL_HISTORY.fd), width="stretch")

@@ -16,6 +16,7 @@ import pytest
 from ray import tune
 
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
+from diffusion.lab.tables import TRIALS, Column, TableSchema, TableStore
 from jobs.trainable import STATE_FILE
 from tests.servers import ROOT
 
@@ -32,6 +33,7 @@ def bucket_keys(uri: str) -> set[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_the_smoke_pipeline_writes_models_tables_and_checkpoints_to_the_bucket(smoke_lab: str) -> None:
     keys = bucket_keys(smoke_lab)
     for model in [*DENOISERS, "vae", "classifier"]:
@@ -40,21 +42,23 @@ def test_the_smoke_pipeline_writes_models_tables_and_checkpoints_to_the_bucket(s
         assert f"tables/{table}.parquet" in keys
     assert any(k.startswith("tune/sweep-") and "/train_denoiser_trial_" in k and k.endswith(f"/{STATE_FILE}") for k in keys)
 
-    trials = LabStore(smoke_lab).read_table("trials")
+    trials = TableStore(LabStore(smoke_lab)).read(TRIALS)
     assert set(trials.model) == set(DENOISERS) and trials.checkpoint.str.startswith(f"{smoke_lab}/tune/").all()
     best = trials[trials.is_best & (trials.model == "unet")].iloc[0]
     with tune.Checkpoint(best.checkpoint).as_directory() as directory:  # a URI any node can open
         assert os.path.getsize(os.path.join(directory, STATE_FILE)) > 0
 
 
+@pytest.mark.slow
 def test_a_bucket_that_does_not_exist_is_named_before_any_training(s3_bucket: str) -> None:
     with pytest.raises(LabStoreError, match="s3://no-such-bucket/lab/tables/x.parquet"):
-        LabStore("s3://no-such-bucket/lab").read_table("x")
+        TableStore(LabStore("s3://no-such-bucket/lab")).read(TableSchema("x", "a test", (Column("model", "string"),)))
     result = subprocess.run([sys.executable, "-m", "jobs.sweep", "--preset", "smoke", "--lab", "s3://no-such-bucket/lab"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_ADDRESS": ""})
     assert result.returncode == 2 and "s3://no-such-bucket/lab" in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_paths_that_tune_returns_without_a_scheme_become_uris_again(s3_bucket: str, tmp_path: Path) -> None:
     store = LabStore(f"{s3_bucket}/lab")
     bucket = s3_bucket.removeprefix("s3://")

@@ -10,7 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from diffusion.lab.store import LabStore
+from diffusion.lab.tables import TRIALS, TableStore
 from tests.servers import ROOT, free_port, serve_app
+
+pytestmark = pytest.mark.slow  # starts the smoke pipeline on moto S3 and Serve
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["leaderboard", "samples", "paths", "sweeps", "robustness", "live", "jobs"]
@@ -61,7 +64,7 @@ def test_paths_slider_moves_along_the_chain(smoke_lab: str, monkeypatch: pytest.
 
 
 def test_sweeps_list_every_trial_and_draw_their_curves(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    trials = LabStore(smoke_lab).read_table("trials")
+    trials = TableStore(LabStore(smoke_lab)).read(TRIALS)
     app = open_page("sweeps", smoke_lab, monkeypatch)
     table = app.dataframe[0].value
     assert len(table) == len(trials) == 5 and (table.best == "★").sum() == 5

@@ -17,7 +17,9 @@ from diffusion.core.samplers import DenoisingPaths
 from diffusion.embeddings.training import train_embedder
 from diffusion.lab.pictures import PATHS_FILE
 from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
 from diffusion.metrics.corruptions import CORRUPTIONS
 from jobs.evaluate import main
 from jobs.presets import load_preset
@@ -47,7 +49,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, arch in (("mlp", "mlp"), ("unet", "unet"), ("broken", "cnn")):
         job = build_denoiser_run(tiny_run(arch, steps=10), torch.device("cpu"))
         job.trainer.fit()
-        store.export_model(name, job.ema_model, job.run, {"train_seconds": 1.0})
+        ModelRegistry(store).export_model(name, job.ema_model, job.run, {"train_seconds": 1.0})
     weights = root / "models" / "broken" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
     return root
@@ -63,6 +65,7 @@ def evaluate(lab: Path, preset: Path, *extra: str) -> subprocess.CompletedProces
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_every_model_is_scored_against_its_floor_and_a_corrupt_one_does_not_stop_the_others(lab: Path, tmp_path: Path) -> None:
     preset = tmp_path / "eval.yaml"
     preset.write_text(PRESET)
@@ -72,7 +75,7 @@ def test_every_model_is_scored_against_its_floor_and_a_corrupt_one_does_not_stop
     assert "[leaderboard]" in result.stdout
 
     store = LabStore(lab)
-    scores = store.read_table("scores")
+    scores = TableStore(store).read(SCORES)
     assert sorted(scores.model.unique()) == ["mlp", "unet"]
     assert len(scores) == 2 * 2 * 3  # models x sampler settings x embeddings
     ddpm = scores[scores.sampler == "ddpm"]
@@ -84,18 +87,18 @@ def test_every_model_is_scored_against_its_floor_and_a_corrupt_one_does_not_stop
     assert scores.groupby(["embedding", "n"]).floor_mean.nunique().max() == 1
 
     for name in ("mlp", "unet"):
-        card = store.read_card(name)
+        card = ModelRegistry(store).read_card(name)
         at_largest_n = scores[(scores.model == name) & (scores.embedding == "vae") & (scores.n == 48)]
         assert card.metrics["fd_ratio_vae"] == pytest.approx(at_largest_n.ratio.min()) and card.metrics["fd_n"] == 48
-        paths = DenoisingPaths.from_bytes(store.read_bytes(store.model_path(name, PATHS_FILE)))
+        paths = DenoisingPaths.from_bytes(store.read_bytes(ModelRegistry(store).model_path(name, PATHS_FILE)))
         assert paths.x_t.shape[:2] == paths.x0.shape[:2] == (5, 5) and len(paths.levels) == 5
         for picture in ("grid.png", "paths.png", "paths.gif"):
-            assert store.read_bytes(store.model_path(name, picture))[:3] in (b"\x89PN", b"GIF")
+            assert store.read_bytes(ModelRegistry(store).model_path(name, picture))[:3] in (b"\x89PN", b"GIF")
 
-    curve = store.read_table("robustness")
+    curve = TableStore(store).read(ROBUSTNESS)
     assert set(curve.corruption) == set(CORRUPTIONS) and set(curve.embedding) == {"vae", "classifier", "pixels"}
     assert len(curve) == len(CORRUPTIONS) * 3 * 3 * 2  # corruptions x severities x embeddings x seeds
-    assert len(store.read_table("robustness_summary")) == len(CORRUPTIONS) * 3
+    assert len(TableStore(store).read(ROBUSTNESS_SUMMARY)) == len(CORRUPTIONS) * 3
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ local Ray), and the same work (evaluate_model, record_best, merge_scores) in two
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -16,15 +17,20 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusion.core.config import ClassifierRun, TrainConfig, VAERun
+from diffusion.core.config import ClassifierRun, SamplerSetting, TrainConfig, VAERun
 from diffusion.embeddings.training import train_embedder
 from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, StaleMetrics
+from diffusion.lab.tables import SCORES, TableStore
 from jobs.evaluate import merge_scores, record_best
 from jobs.evaluation import compute_floors, evaluate_model
-from jobs.presets import EvaluateSettings, SamplerSetting
+from jobs.presets import EvaluateSettings
 from tests.conftest import tiny_run
+from tests.diffusion.metrics.test_scoring import score_row
 from tests.servers import ray_tmpdir
+
+pytestmark = pytest.mark.slow  # starts two evaluation jobs on Ray
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
@@ -49,7 +55,7 @@ def build_lab(root: Path) -> LabStore:
     for name in (m for group in GROUPS.values() for m in group):
         job = build_denoiser_run(tiny_run("mlp", steps=10), CPU)
         job.trainer.fit()
-        store.export_model(name, job.ema_model, job.run)
+        ModelRegistry(store).export_model(name, job.ema_model, job.run)
     return store
 
 
@@ -132,10 +138,10 @@ def test_two_evaluation_processes_keep_every_row_of_both(store: LabStore) -> Non
 
 def check_every_row_kept(store: LabStore) -> None:
     """One score row per model (one sampler setting, one embedding), each measuring the weights its card has."""
-    scores = store.read_table("scores")
+    scores = TableStore(store).read(SCORES)
     assert sorted(scores.model) == ["a1", "a2", "b1", "b2"]
     for row in scores.to_dict("records"):
-        card = store.read_card(row["model"])
+        card = ModelRegistry(store).read_card(row["model"])
         assert row["weights_sha256"] == card.weights_sha256
         assert card.metrics["fd_vae"] == pytest.approx(row["fd"])
 
@@ -144,11 +150,10 @@ def test_a_score_of_replaced_weights_is_not_put_on_the_card(tmp_path: Path) -> N
     store = LabStore(tmp_path / "lab")
     run = tiny_run("mlp")
     job = build_denoiser_run(run, CPU)
-    store.export_model("m", job.ema_model, run)
-    row = {"model": "m", "embedding": "vae", "n": 16, "fd": 2.0, "floor_mean": 1.0, "ratio": 2.0, "sampler": "ddim",
-           "steps": 2, "seconds_per_image": 0.01, "weights_sha256": "0" * 64}  # measured on other weights
+    ModelRegistry(store).export_model("m", job.ema_model, run)
+    row = score_row(n=16, fd=2.0, floor_mean=1.0, ratio=2.0, steps=2, weights_sha256="0" * 64)  # measured on other weights
     with pytest.raises(StaleMetrics, match="the weights changed since these metrics were measured"):
         record_best(store, "m", [row])
-    assert "fd_vae" not in store.read_card("m").metrics
-    record_best(store, "m", [{**row, "weights_sha256": store.read_card("m").weights_sha256}])
-    assert store.read_card("m").metrics["fd_vae"] == 2.0
+    assert "fd_vae" not in ModelRegistry(store).read_card("m").metrics
+    record_best(store, "m", [dataclasses.replace(row, weights_sha256=ModelRegistry(store).read_card("m").weights_sha256)])
+    assert ModelRegistry(store).read_card("m").metrics["fd_vae"] == 2.0

@@ -17,7 +17,9 @@ from diffusion.core.samplers import sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
 from diffusion.lab.datasets import load_dataset
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
+from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
 from diffusion.metrics.frechet import frechet_distance
 from jobs.sweep import main
 from jobs.trainable import FAIL_ONCE_ENV, SPOIL_AFTER_ENV
@@ -84,6 +86,7 @@ WITH_LOGICAL_GPU = ("import sys, ray; ray.init(address='local', num_cpus=2, num_
                     "from jobs.sweep import main; sys.exit(main(sys.argv[1:]))")
 
 
+@pytest.mark.slow
 def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_from_the_last_checkpoint(tmp_path: Path) -> None:
     """Two models x two trials in one Tune experiment on fractional (logical) GPUs, full MNIST read from the lab store.
 
@@ -105,16 +108,17 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
     shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     store = LabStore(lab)
-    assert set(store.list_models(kind="denoiser")) == {"mlp", "unet"}
-    assert set(store.list_models(kind="vae")) == {"vae"} and store.list_models(kind="classifier") == ["classifier"]
+    models, tables = ModelRegistry(store), TableStore(store)
+    assert set(models.list_models(kind="denoiser")) == {"mlp", "unet"}
+    assert set(models.list_models(kind="vae")) == {"vae"} and models.list_models(kind="classifier") == ["classifier"]
     assert len([p for p in (lab / "tune" / "sweep-mlp-unet").iterdir() if p.is_dir()]) == 4  # one experiment, 4 trials
-    trials = store.read_table("trials")
+    trials = tables.read(TRIALS)
     assert sorted(trials.model) == ["mlp", "mlp", "unet", "unet"]
     assert (trials.status == "TERMINATED").all() and (trials.images_seen == 20 * 64).all()
     assert (trials.device == "cpu").all()  # a logical GPU on a machine without CUDA: the work runs on the CPU
     assert trials.groupby("model").is_best.sum().tolist() == [1, 1]
 
-    history = store.read_table("trial_history")
+    history = tables.read(TRIAL_HISTORY)
     for trial_id, reports in history.groupby("trial_id"):
         # the loss every 5 steps (320 images), the FD every 10 (640 images); the failure
         # injected at step 15 was retried from the step-10 checkpoint, not from step 0
@@ -126,7 +130,7 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
     torch.set_num_threads(1)  # as in the trial (0.5 CPU): the same kernels, the same sums
     test = load_dataset(DataConfig(dataset="mnist", data_root=str(home)), "test", store).images[:100]
     for model in ("mlp", "unet"):
-        exported = store.load_denoiser(model)
+        exported = models.load_denoiser(model)
         card = exported.card.metrics
         best = history[history.model == model].dropna(subset=["fd"]).sort_values("fd").iloc[0]
         assert card["trial_id"] == best.trial_id and trials.set_index("trial_id").is_best[best.trial_id]

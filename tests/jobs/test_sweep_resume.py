@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import os
 import shutil
 import signal
@@ -11,7 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
+from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
+
+pytestmark = pytest.mark.slow  # starts a sweep on Ray, killed and resumed
 
 ROOT = Path(__file__).resolve().parents[2]
 LAST = 11  # 120 steps, a report and checkpoint every 10
@@ -88,15 +93,15 @@ def test_killed_driver_resumes_without_redoing_or_losing_trials(tmp_path: Path) 
     assert second.returncode == 0, output[-4000:]
     assert "resuming" in output
 
-    trials = LabStore(lab).read_table("trials")
+    trials = TableStore(LabStore(lab)).read(TRIALS)
     assert len(trials) == 3, trials
     assert (trials.status == "TERMINATED").all(), trials.error.tolist()
     assert (trials.images_seen == 120 * 32).all(), trials.images_seen.tolist()
     for name in finished_before:  # finished trials were not run again
         assert (experiment / name / "progress.csv").read_text() == reports_before[name]
-    history = LabStore(lab).read_table("trial_history")
+    history = TableStore(LabStore(lab)).read(TRIAL_HISTORY)
     for trial_id, reports in history.groupby("trial_id"):
         assert reports.step.tolist() == list(range(10, 121, 10)), (trial_id, reports)
     # the trial cut off half-way continued from its checkpoint instead of starting again
     assert history.resumed.any(), (at_kill, history)
-    assert "mlp" in LabStore(lab).list_models(kind="denoiser")
+    assert "mlp" in ModelRegistry(LabStore(lab)).list_models(kind="denoiser")

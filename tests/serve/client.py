@@ -16,6 +16,7 @@ from PIL import Image
 from diffusion.core.config import DiffusionConfig
 from diffusion.lab.checkpoint import ModelCard
 from diffusion.lab.recipe import build_denoiser_run
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from tests.conftest import tiny_run
 
@@ -64,4 +65,4 @@ def export_tiny(store: LabStore, name: str, arch: str = "unet", train_steps: int
     run = dataclasses.replace(tiny_run(arch, steps=train_steps), diffusion=DiffusionConfig(timesteps=timesteps))
     job = build_denoiser_run(run, CPU)
     job.trainer.fit()
-    return store.export_model(name, job.ema_model, job.run)
+    return ModelRegistry(store).export_model(name, job.ema_model, job.run)

@@ -15,15 +15,18 @@ import pytest
 import torch
 from PIL import Image
 
-from diffusion.core.config import TrainConfig, VAERun
+from diffusion.core.config import SamplerSetting, TrainConfig, VAERun
 from diffusion.core.images import grid_png
 from diffusion.embeddings.training import train_embedder
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from jobs.evaluate import merge_scores
 from jobs.evaluation import compute_floors, evaluate_model
-from jobs.presets import EvaluateSettings, SamplerSetting
+from jobs.presets import EvaluateSettings
 from tests.serve.client import CPU, call, call_full, detail, export_tiny, health, pixels
 from tests.servers import serve_app
+
+pytestmark = pytest.mark.slow  # starts Ray Serve
 
 GOOD = ("mlp", "unet", "fresh")
 """The models that load; ``fresh`` is re-exported while Serve runs."""
@@ -78,7 +81,7 @@ def test_models_lists_every_model_with_its_evaluation_or_why_it_is_unavailable(s
     assert not models["half"]["loaded"] and "card" in models["half"]["error"]
     assert not models["garbled"]["loaded"] and "not valid JSON" in models["garbled"]["error"]
     assert not models["bad name"]["loaded"] and "'bad name' is not accepted" in models["bad name"]["error"]
-    assert models["fresh"]["weights_sha256"] == LabStore(lab).read_card("fresh").weights_sha256
+    assert models["fresh"]["weights_sha256"] == ModelRegistry(LabStore(lab)).read_card("fresh").weights_sha256
     assert call(server, "GET", "/docs")[0] == 200 and call(server, "GET", "/openapi.json")[0] == 200
 
 
@@ -168,7 +171,7 @@ def test_32_concurrent_clients_are_batched_without_errors(server: str) -> None:
 
 def test_every_sampling_response_names_the_weights_it_sampled(server: str, lab: Path) -> None:
     for name in GOOD:
-        sha = LabStore(lab).read_card(name).weights_sha256
+        sha = ModelRegistry(LabStore(lab)).read_card(name).weights_sha256
         for path, body in (("/sample", {"model": name, "num_images": 2, "steps": 3}), ("/path", {"model": name, "steps": 3})):
             status, headers, _ = call_full(server, "POST", path, body)
             assert status == 200 and headers["X-Weights-SHA256"] == sha, (name, path)
@@ -178,7 +181,7 @@ def test_a_model_re_exported_while_serving_is_picked_up_without_a_restart(server
     store = LabStore(lab)
     request = {"model": "fresh", "num_images": 4, "steps": 5, "seed": 3, "format": "json"}
     status, headers, before = call_full(server, "POST", "/sample", request)
-    old = store.read_card("fresh").weights_sha256
+    old = ModelRegistry(store).read_card("fresh").weights_sha256
     assert status == 200 and headers["X-Weights-SHA256"] == old
     new = export_tiny(store, "fresh", "cnn", train_steps=3).weights_sha256  # other weights, same name
     assert new != old
