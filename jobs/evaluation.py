@@ -1,78 +1,61 @@
 """The work of ``python -m jobs.evaluate``, one Ray task each: real-data floors, one model, the robustness curves.
 
-Every FD is reported next to the real-vs-real floor at the same N (Heusel et al. 2017 for FD;
-the floor is this lab's convention, see ``diffusion.metrics.floor``).
+The science is the core's (``diffusion.metrics.evaluation.score_model``: every FD next to the
+real-vs-real floor at the same N); this module is the Ray side: what each task loads, its
+progress bar, and floors computed once per data set and shared by every model's task.
 """
 
 from __future__ import annotations
-
-import time
-from typing import Any
 
 import pandas as pd
 import torch
 from ray.experimental import tqdm_ray
 
-from diffusion.core.samplers import default_steps, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
-from diffusion.lab.datasets import load_real_sets, load_sklearn_digits
+from diffusion.lab.datasets import RealSets, load_real_sets, load_sklearn_digits
 from diffusion.lab.pictures import render_pictures
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
+from diffusion.metrics.evaluation import ScoreRow, plan_sampling, sample_count, score_model
 from diffusion.metrics.floor import Floor
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
-from diffusion.metrics.scoring import real_floor, score_images
-from jobs.presets import EvaluateSettings, SamplerSetting
+from diffusion.metrics.scoring import Scorer
+from jobs.presets import EvaluateSettings
 
 Floors = dict[tuple[str, int], Floor]
 """(embedding, N) -> the floor at that N."""
 
 
-def sample_size(setting: SamplerSetting, settings: EvaluateSettings, test_size: int) -> int:
-    """N of one sampler setting: its own or the section's count, at most the test set's size."""
-    return min(setting.num_images or settings.num_images, test_size)
+def scorers(store: LabStore, real: RealSets, settings: EvaluateSettings, device: torch.device,
+            floors: Floors | None = None) -> list[Scorer]:
+    """One scorer per embedding of the section, primed with the ``floors`` already computed."""
+    known = floors or {}
+    return [Scorer(load_embedder(name, store, device), real.test, real.pool, settings.floor_draws, settings.seed,
+                   floors={n: floor for (embedding, n), floor in known.items() if embedding == name})
+            for name in settings.embeddings]
 
 
 def compute_floors(store: LabStore, dataset: str, settings: EvaluateSettings, device: torch.device) -> Floors:
     """The floor of every embedding at every N the sampler settings use."""
     real = load_real_sets(dataset, store)
-    sizes = sorted({sample_size(s, settings, len(real.test)) for s in settings.samplers})
-    floors: Floors = {}
-    for name in settings.embeddings:
-        embedder = load_embedder(name, store, device)
-        for n in sizes:
-            floors[(name, n)] = real_floor(real.pool, embedder, n, settings.floor_draws, settings.seed)
-    return floors
+    sizes = sorted({sample_count(s, settings.num_images, len(real.test)) for s in settings.samplers})
+    return {(scorer.name, n): scorer.floor(n) for scorer in scorers(store, real, settings, device) for n in sizes}
 
 
 def evaluate_model(store: LabStore, name: str, settings: EvaluateSettings, floors: Floors,
-                   device: torch.device) -> list[dict[str, Any]]:
+                   device: torch.device) -> list[ScoreRow]:
     """Pictures (grid, paths, GIF) and one score row per (sampler setting, embedding) of model ``name``."""
-    stored = store.load_denoiser(name, device)
+    stored = ModelRegistry(store).load_denoiser(name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     real = load_real_sets(stored.run.data.dataset, store)
-    pictures = settings.pictures
-    render_pictures(store, name, stored.model, schedule, pictures.sampler, pictures.steps, settings.seed, pictures.eta)
-    embedders = [load_embedder(e, store, device) for e in settings.embeddings]
-    metrics = stored.card.metrics
-    rows = []
-    for setting in settings.samplers:
-        steps = setting.steps or default_steps(setting.sampler, schedule)
-        n = sample_size(setting, settings, len(real.test))
-        bar = tqdm_ray.tqdm(desc=f"{name} {setting.sampler}-{steps}", total=n * steps, unit="eval")
-        start = time.perf_counter()
-        images = sample(stored.model, schedule, n, setting.sampler, steps, setting.eta, settings.seed, progress=bar.update)
-        seconds = time.perf_counter() - start
-        bar.close()
-        for embedder in embedders:
-            score = score_images(images, real.test, real.pool, embedder, settings.floor_draws, settings.seed,
-                                 floor=floors.get((embedder.name, n)))
-            rows.append({"model": name, "arch": stored.run.model.arch, "sampler": setting.sampler, "steps": steps,
-                         "eta": setting.eta, **score.as_row(), "seconds_per_image": seconds / n,
-                         "images_per_s": n / seconds, "parameters": stored.card.parameters,
-                         "weights_sha256": stored.card.weights_sha256,  # the weights these scores measure
-                         "train_seconds": metrics.get("train_seconds"), "images_seen": metrics.get("images_seen"),
-                         "device": device.type})
+    render_pictures(store, name, stored.model, schedule, settings.pictures, settings.seed)
+    plans = [plan_sampling(s, schedule, settings.num_images, len(real.test)) for s in settings.samplers]
+    bar = tqdm_ray.tqdm(desc=f"{name} {', '.join(p.label for p in plans)}", total=sum(p.evaluations for p in plans),
+                        unit="eval")
+    rows = score_model(name, stored.model, stored.card, schedule, plans, scorers(store, real, settings, device, floors),
+                       settings.seed, progress=bar.update)
+    bar.close()
     return rows
 
 

@@ -4,8 +4,10 @@ A report every ``report_every_images`` carries the mean training loss since the 
 checkpoint with the trainer's full resume state (torch.save, read back with
 weights_only=True); every ``eval_every_images`` (and at the end) it also carries the FD (VAE
 embedding) of a small DDIM sample against the held-out test set, with its floor and ratio.
-ASHA acts on the FD reports only. After a failure Tune restarts the trial from
-``tune.get_checkpoint()``, on whatever device the retry was given (resume state is portable).
+ASHA acts on the FD reports only. The FD and its floor come from the core's ``Scorer``, built
+once per trial, with the floor drawn from the real pool as in every evaluation (KID skipped).
+After a failure Tune restarts the trial from ``tune.get_checkpoint()``, on whatever device the
+retry was given (resume state is portable).
 
 Every checkpoint also carries the EMA weights of the trial's best FD report so far
 (``best.safetensors``, with ``best.json``: FD, floor, step): the sweep exports exactly the
@@ -27,11 +29,10 @@ from diffusion.core.samplers import sample
 from diffusion.core.training import Trainer, TrainProgress
 from diffusion.embeddings.loading import load_embedder
 from diffusion.lab.checkpoint import weights_to_bytes
-from diffusion.lab.datasets import load_dataset
+from diffusion.lab.datasets import RealSets, load_dataset
 from diffusion.lab.recipe import build_denoiser_run
 from diffusion.lab.store import LabStore
-from diffusion.metrics.floor import fd_floor
-from diffusion.metrics.frechet import frechet_distance
+from diffusion.metrics.scoring import Scorer, real_floor
 from jobs.presets import run_config
 from jobs.ray_session import task_device
 
@@ -42,6 +43,8 @@ DENOISER_KEY = "denoiser"
 """The trial config's key holding one model's point: ``{"arch": ..., "model": ..., "diffusion": ..., "train": ...}``."""
 FAIL_ONCE_ENV = "DIFFUSION_LAB_FAIL_ONCE_AT_STEP"  # test hook: raise once at this step, to prove retries resume
 SPOIL_AFTER_ENV = "DIFFUSION_LAB_SPOIL_WEIGHTS_AFTER_STEP"  # test hook: scramble the weights after this step, so FD worsens late
+FLOOR_DRAWS = 3
+"""Draws of the trial's floor: fewer than an evaluation's, since every trial computes its own at start."""
 
 
 def model_of(config: dict[str, Any]) -> str:
@@ -93,9 +96,9 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
     embedder = load_embedder("vae", store, device)
     test = load_dataset(run.data, "test", store).images
     n = min(job_settings["fd_samples"], len(test))
-    test_stats = embedder.stats(test[:n])
-    train_images = job.trainer.tensors[0][: 4 * n].cpu()  # the split build_denoiser_run already loaded
-    floor = fd_floor(embedder(torch.cat([train_images, test])), n, draws=3)
+    pool = RealSets(job.trainer.tensors[0].cpu(), test).pool  # train: the split build_denoiser_run already loaded
+    scorer = Scorer(embedder, test, floors={n: real_floor(pool, embedder, n, FLOOR_DRAWS)})  # the pool is not kept
+    del pool
     every = max(1, job_settings["report_every_images"] // run.train.batch_size)
     eval_every = job_settings["eval_every_images"]
     fail_at = int(os.environ.get(FAIL_ONCE_ENV, "0"))
@@ -114,11 +117,12 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
         previous_images = progress.images_seen - every * run.train.batch_size
         if progress.step == run.train.steps or progress.images_seen // eval_every > previous_images // eval_every:
             images = sample(trainer.ema.model, job.schedule, n, "ddim", job_settings["fd_sampler_steps"], seed=0)
-            fd = frechet_distance(embedder.stats(images), test_stats).fd
-            metrics |= {"fd": fd, "fd_floor": floor.mean, "fd_ratio": floor.ratio(fd)}
-            if best is None or fd < best[1]["fd"]:
+            score = scorer.score(images, kid=False)
+            metrics |= {"fd": score.fd, "fd_floor": score.floor_mean, "fd_ratio": score.ratio}
+            if best is None or score.fd < best[1]["fd"]:
                 best = (weights_to_bytes(trainer.ema.model),
-                        {"fd": fd, "fd_floor": floor.mean, "step": progress.step, "images_seen": progress.images_seen,
+                        {"fd": score.fd, "fd_floor": score.floor_mean, "step": progress.step,
+                         "images_seen": progress.images_seen,
                          "fd_samples": n, "fd_sampler": f"ddim-{job_settings['fd_sampler_steps']}"})
         with tempfile.TemporaryDirectory() as directory:
             _write_checkpoint(directory, trainer, best)

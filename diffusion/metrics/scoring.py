@@ -1,14 +1,22 @@
-"""Score a set of images against held-out real digits: FD with its floor and ratio, and KID."""
+"""Score a set of images against held-out real digits: FD with its floor and ratio, and KID.
+
+FD as in Heusel et al. 2017 (in an embedding of this lab's choice), always next to the
+real-vs-real floor at the same N (``diffusion.metrics.floor``); KID as in Binkowski et al. 2018.
+A ``Scorer`` is built once per (embedding, real test set, real pool, floor draws, seed) and
+caches what does not depend on the images scored: the real test statistics and the floor per N.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from diffusion.embeddings import Embedder
 from diffusion.metrics.floor import Floor, fd_floor
-from diffusion.metrics.frechet import frechet_distance
+from diffusion.metrics.frechet import GaussianStats, frechet_distance
 from diffusion.metrics.kid import kernel_distance
 
 KID_SUBSET = 1000
@@ -26,12 +34,8 @@ class Score:
     floor_mean: float
     floor_std: float
     ratio: float
-    kid_mean: float
-    kid_std: float
-
-    def as_row(self) -> dict[str, float | int | str]:
-        """A flat dict for a result table."""
-        return asdict(self)
+    kid_mean: float | None  # None where KID was skipped (the sweep's trials, for speed)
+    kid_std: float | None
 
 
 def real_floor(real_pool: torch.Tensor, embedder: Embedder, n: int, draws: int = 5, seed: int = 0) -> Floor:
@@ -41,27 +45,65 @@ def real_floor(real_pool: torch.Tensor, embedder: Embedder, n: int, draws: int =
     return fd_floor(embedder(pool), n, draws=draws, seed=seed)
 
 
-def score_images(
-    images: torch.Tensor,
-    real_test: torch.Tensor,
-    real_pool: torch.Tensor,
-    embedder: Embedder,
-    floor_draws: int = 5,
-    seed: int = 0,
-    floor: Floor | None = None,
-) -> Score:
-    """FD and KID of ``images`` against ``real_test`` at N = min(len(images), len(real_test)).
+class Scorer:
+    """Scores image batches in one embedding against ``real_test``, with floors drawn from ``real_pool``.
 
-    The floor is the FD of disjoint real samples of that N drawn from ``real_pool`` (all real
-    digits available, e.g. train + test); pass a precomputed ``floor`` to reuse it. FD uses
-    streamed statistics; KID uses the features of at most ``KID_SUBSET`` images per side.
+    ``real_pool`` is every real digit available (train + test, ``RealSets.pool``); ``floors``
+    may hold floors computed elsewhere with the same rule (``real_floor``), keyed by N. Where
+    those are all the floors needed, ``real_pool`` may be None (a sweep trial scores one N and
+    need not keep a copy of the whole data set).
     """
-    n = min(len(images), len(real_test))
-    fd = frechet_distance(embedder.stats(images[:n]), embedder.stats(real_test[:n]))
-    if floor is None or floor.n != n:
-        floor = real_floor(real_pool, embedder, n, floor_draws, seed)
-    m = min(n, KID_SUBSET)
-    kid = kernel_distance(embedder(images[:m]), embedder(real_test[:m]), subsets=10, subset_size=max(2, m // 2), seed=seed)
-    return Score(embedder.name, n, fd.fd, fd.mean_term, fd.trace_term, floor.mean, floor.std,
-                 floor.ratio(fd.fd), kid.mean, kid.std)
 
+    def __init__(self, embedder: Embedder, real_test: torch.Tensor, real_pool: torch.Tensor | None = None,
+                 floor_draws: int = 5, seed: int = 0, floors: Mapping[int, Floor] | None = None) -> None:
+        self.embedder = embedder
+        self.real_test = real_test
+        self.real_pool = real_pool
+        self.floor_draws = floor_draws
+        self.seed = seed
+        self._floors: dict[int, Floor] = dict(floors or {})
+        self._test_stats: dict[int, GaussianStats] = {}
+        self._test_features: dict[int, np.ndarray] = {}
+
+    @property
+    def name(self) -> str:
+        """The embedding's name."""
+        return self.embedder.name
+
+    def size(self, num_images: int) -> int:
+        """N at which ``num_images`` images are scored: at most the real test set's size."""
+        return min(num_images, len(self.real_test))
+
+    def floor(self, n: int) -> Floor:
+        """The real-vs-real floor at N = ``n`` (computed once per N)."""
+        if n not in self._floors:
+            if self.real_pool is None:
+                raise ValueError(f"no floor at N = {n} was given and this scorer keeps no real pool to draw it from")
+            self._floors[n] = real_floor(self.real_pool, self.embedder, n, self.floor_draws, self.seed)
+        return self._floors[n]
+
+    def test_stats(self, n: int) -> GaussianStats:
+        """Streamed statistics of the first ``n`` real test images (computed once per N)."""
+        if n not in self._test_stats:
+            self._test_stats[n] = self.embedder.stats(self.real_test[:n])
+        return self._test_stats[n]
+
+    def _kid_features(self, m: int) -> np.ndarray:
+        if m not in self._test_features:
+            self._test_features[m] = self.embedder(self.real_test[:m])
+        return self._test_features[m]
+
+    def score(self, images: torch.Tensor, kid: bool = True) -> Score:
+        """FD of ``images`` against the real test set at N = min(len(images), len(real_test)), with the floor at
+        that N; KID (on at most ``KID_SUBSET`` images per side) unless ``kid`` is False."""
+        n = self.size(len(images))
+        fd = frechet_distance(self.embedder.stats(images[:n]), self.test_stats(n))
+        floor = self.floor(n)
+        kid_mean = kid_std = None
+        if kid:
+            m = min(n, KID_SUBSET)
+            result = kernel_distance(self.embedder(images[:m]), self._kid_features(m), subsets=10,
+                                     subset_size=max(2, m // 2), seed=self.seed)
+            kid_mean, kid_std = result.mean, result.std
+        return Score(self.name, n, fd.fd, fd.mean_term, fd.trace_term, floor.mean, floor.std, floor.ratio(fd.fd),
+                     kid_mean, kid_std)
