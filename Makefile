@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 LAB ?= lab
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,11 @@ setup: $(VENV)/.installed  ## create or reuse the virtual environment
 run: setup  ## the main job: sweep the five denoisers on the embedded MNIST subset, evaluate them, print the leaderboard
 	$(PY) -m jobs.pipeline --preset quick --lab $(LAB)
 
-test: setup  ## the whole test suite
+test: setup  ## the whole test suite (what CI runs)
 	$(PY) -m pytest
+
+test-fast: setup  ## the fast tier: everything not marked slow (no Ray, moto, Serve, browser or subprocess), a few minutes
+	$(PY) -m pytest -m "not slow"
 
 bench: setup  ## the README's CPU benchmark tables: denoisers against diffusers, then FD against the pytorch-fid formula
 	$(PY) -m pip install --quiet -e '.[bench]'

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configs that train in seconds on the CPU, an S3 server for the session."""
+"""Shared fixtures: tiny configs that train in seconds on the CPU; for the session an S3 server, a Ray head and the smoke pipeline's lab."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig
 from diffusion.core.models import denoiser_config
-from tests.servers import run_smoke_pipeline, s3_server
+from tests.servers import Head, local_head, run, s3_server, submit_smoke_pipeline
 
 TINY_SIZES = {"width": 8, "depth": 1}
 
@@ -54,9 +54,20 @@ def s3_bucket() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def smoke_lab(s3_bucket: str) -> str:
-    """What the smoke pipeline writes, made once per session, on S3: the dashboard and Serve tests
-    read it from the same URI, as they would on a cluster."""
+def smoke_head(s3_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
+    """A token-protected Ray head (``python -m cluster.local up``, 2 CPUs) for the session; its jobs reach the S3 bucket.
+
+    Stopped (``down``) at the end of the session, which must leave no cluster behind.
+    """
+    with local_head(tmp_path_factory.mktemp("head")) as head:
+        yield head
+    assert run([*head.local, "status"], head.env).returncode == 1, "a cluster is still up after `down`"
+
+
+@pytest.fixture(scope="session")
+def smoke_lab(smoke_head: Head, s3_bucket: str) -> str:
+    """What the smoke pipeline writes, made once per session as a Ray job on ``smoke_head``, on S3: the job
+    tests, the dashboard and Serve tests read it from the same URI, as they would on a cluster."""
     lab = f"{s3_bucket}/smoke"
-    run_smoke_pipeline(lab)
+    submit_smoke_pipeline(smoke_head, lab)
     return lab

@@ -1,8 +1,9 @@
-"""Real processes the integration tests start: Ray jobs, the Serve app, free ports, short Ray temp dirs."""
+"""Real processes the integration tests start: a token-protected Ray head and its jobs, the Serve app, moto, short Ray temp dirs."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -11,15 +12,19 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 
+from cluster.local import dashboard_get
 from diffusion.network import free_port
 from serve.launch import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))  # the venv's CLI; the venv need not be on PATH
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+SMOKE_JOB = "smoke-1"  # submission id of the session's smoke pipeline job
 
 
 def clean_env(ray_tmp: str) -> dict[str, str]:
@@ -75,13 +80,60 @@ def s3_server(bucket: str, startup_s: float = 60) -> Iterator[dict[str, str]]:
             process.wait(timeout=30)
 
 
-def run_smoke_pipeline(lab: Path | str, timeout: float = 600) -> None:
-    """``python -m jobs.pipeline --preset smoke`` into ``lab``, in Ray's local mode."""
-    with ray_tmpdir() as ray_tmp:
-        result = subprocess.run([sys.executable, "-m", "jobs.pipeline", "--preset", "smoke", "--lab", str(lab)], cwd=ROOT,
-                                env={**os.environ, "TMPDIR": ray_tmp, "RAY_ADDRESS": ""},
-                                capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+@dataclass(frozen=True)
+class Head:
+    """A head that ``python -m cluster.local up`` started: its job API, token file and the environments to reach it."""
+
+    address: str
+    dashboard_port: int
+    token_file: Path
+    env: dict[str, str]  # no token: as a stranger
+    authorised: dict[str, str]  # RAY_AUTH_MODE=token with the token file
+    local: list[str]  # the CLI and its flags, for status and down
+    up_stdout: str
+
+
+@contextlib.contextmanager
+def local_head(tmp_path: Path) -> Iterator[Head]:
+    """``python -m cluster.local up`` on free ports with a token file in ``tmp_path``; ``down`` afterwards."""
+    ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    token_file = tmp_path / "token"
+    gcs_port, dashboard_port = free_port(), free_port()
+    env = clean_env(ray_tmp)
+    local = [sys.executable, "-m", "cluster.local"]
+    flags = ["--port", str(gcs_port), "--dashboard-port", str(dashboard_port), "--token-file", str(token_file)]
+    up = run([*local, "up", *flags, "--num-cpus", "2", "--temp-dir", ray_tmp], env)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        authorised = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+        yield Head(f"http://127.0.0.1:{dashboard_port}", dashboard_port, token_file, env, authorised, [*local, *flags],
+                   up.stdout)
+    finally:
+        run([*local, "down", *flags], env)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def wait_for_jobs(head: Head, submission_ids: list[str], timeout: float) -> dict[str, str]:
+    """Each job's final status (or the last seen one, if ``timeout`` runs out first)."""
+    token = head.token_file.read_text().strip()
+    deadline, states = time.monotonic() + timeout, dict.fromkeys(submission_ids, "")
+    while time.monotonic() < deadline and not all(state in TERMINAL for state in states.values()):
+        time.sleep(2)
+        for job in submission_ids:
+            states[job] = json.loads(dashboard_get(head.dashboard_port, f"/api/jobs/{job}", token)[1]).get("status", "")
+    return states
+
+
+def submit_smoke_pipeline(head: Head, lab: str, timeout: float = 900) -> None:
+    """The README's command: the smoke pipeline as a Ray job on ``head`` (``SMOKE_JOB``), writing ``lab``; waits for it."""
+    submitted = run([RAY, "job", "submit", "--address", head.address, "--working-dir", ".",
+                     "--runtime-env", "cluster/runtime_env.yaml", "--submission-id", SMOKE_JOB, "--no-wait",
+                     "--", "python", "-m", "jobs.pipeline", "--preset", "smoke", "--lab", lab], head.authorised)
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    state = wait_for_jobs(head, [SMOKE_JOB], timeout)[SMOKE_JOB]
+    if state != "SUCCEEDED":
+        logs = run([RAY, "job", "logs", "--address", head.address, SMOKE_JOB], head.authorised).stdout
+        raise AssertionError(f"the smoke pipeline job ended {state or 'not at all'}: {logs[-5000:]}")
 
 
 @contextlib.contextmanager

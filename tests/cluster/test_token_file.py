@@ -33,6 +33,7 @@ def test_a_token_file_that_group_or_others_may_access_is_refused_saying_chmod_60
     assert ensure_token(path) == "ab" * 32
 
 
+@pytest.mark.slow
 def test_up_and_join_refuse_a_readable_token_file_before_starting_anything(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("ab" * 32)

@@ -50,6 +50,7 @@ def test_a_hostile_lab_reaches_the_job_unchanged_and_runs_nothing(template: str,
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("lab", "said"), [
     ("/tmp/lab\ntouch /tmp/x", "control character"),
     ("/tmp/lab\r", "control character"),
@@ -70,6 +71,7 @@ def test_a_lab_neither_absolute_nor_an_allowed_uri_is_refused_saying_what_is_acc
     assert repr(lab) in str(refused.value)
 
 
+@pytest.mark.slow
 def test_an_unknown_job_or_preset_is_refused_naming_the_accepted_ones() -> None:
     with pytest.raises(EntrypointError, match="accepted: pipeline, sweep, evaluate"):
         job_entrypoint("pipeline; rm -rf /", "quick", "/tmp/lab")
@@ -77,6 +79,7 @@ def test_an_unknown_job_or_preset_is_refused_naming_the_accepted_ones() -> None:
         job_entrypoint("sweep", "quick --lab /elsewhere", "/tmp/lab")
 
 
+@pytest.mark.slow
 def test_every_kind_and_preset_gives_a_plain_command_and_the_uri_schemes_are_named() -> None:
     assert job_entrypoint("pipeline", "quick", "/srv/lab") == "python -m jobs.pipeline --preset quick --lab /srv/lab"
     assert {shlex.split(job_entrypoint(k, p, "s3://b/lab"))[2] for k in KINDS for p in PRESETS} == set(KINDS.values())

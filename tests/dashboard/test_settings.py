@@ -47,6 +47,7 @@ def test_the_sidebar_shows_the_flags_read_only(tmp_path: Path, monkeypatch: pyte
     assert app.session_state["settings"] == DashboardSettings(str(tmp_path / "lab"), serve, ray, str(token_file))
 
 
+@pytest.mark.slow
 def test_the_pages_use_the_environment_and_hide_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     token_file, secret = tmp_path / "token", "f00d" * 16
     token_file.write_text(secret)

@@ -16,6 +16,8 @@ import torch
 
 from jobs.ray_session import task_device
 
+pytestmark = pytest.mark.slow  # starts Ray with logical GPUs
+
 
 @pytest.fixture(scope="module")
 def ray_with_a_logical_gpu() -> Iterator[None]:

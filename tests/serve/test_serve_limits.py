@@ -19,6 +19,8 @@ from serve.schemas import DEFAULT_MAX_WORK, SampleRequest, work_error
 from tests.serve.client import call, call_full, detail, export_tiny, health
 from tests.servers import serve_app
 
+pytestmark = pytest.mark.slow  # starts Ray Serve
+
 MAX_WORK, MAX_QUEUED, DEADLINE_S = 4000, 2, 3.0
 LONG = {"model": "slow", "num_images": 4, "sampler": "ddpm"}
 """1000 DDPM steps of 4 images (exactly the budget): ~10 s on one CPU thread, so the deadline cuts it."""

@@ -10,6 +10,7 @@ from diffusion.lab.checkpoint import CheckpointError, config_differences, run_st
 from tests.diffusion.cli.test_cli import TINY, run
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_state_left_by_a_run_of_another_config(tmp_path: Path) -> None:
     lab = tmp_path / "lab"
     first = ["train", "--model", "mlp", "--steps", "4", "--checkpoint-every", "2", "--lab", str(lab), "--name", "r", *TINY]
