@@ -26,7 +26,7 @@ from diffusion.lab.datasets import load_embedded_mnist
 from diffusion.lab.recipe import build_denoiser_run
 
 try:
-    from diffusion.core.training import COMPILE_MODES
+    from diffusion.core.config import COMPILE_MODES
 except ImportError:  # an older checkout on PYTHONPATH (before the setting existed): eager only
     COMPILE_MODES = ("off",)
 

@@ -1,5 +1,8 @@
 """Sweep presets: YAML files a user copies and edits, checked fully before any trial starts.
 
+Each section is a frozen dataclass that checks itself when it is made; ``load_preset`` names the
+file and the key path of whatever it refuses.
+
 A model's section overrides its config (``model``, ``diffusion``, ``train``); a value is a
 constant or a search space with one key: ``choice: [..]``, ``grid: [..]``, ``uniform: [lo, hi]``,
 ``loguniform: [lo, hi]`` or ``randint: [lo, hi]`` (hi exclusive).
@@ -15,13 +18,20 @@ from typing import Any
 import yaml
 from ray import tune
 
-from diffusion.core.config import ConfigError, DataConfig, DiffusionConfig, RunConfig, TrainConfig, from_dict, to_dict
+from diffusion.core.config import (
+    ConfigError,
+    DataConfig,
+    DiffusionConfig,
+    RunConfig,
+    SamplerSetting,
+    TrainConfig,
+    at_least,
+    from_dict,
+    unknown,
+)
 from diffusion.core.models import DENOISERS, denoiser_config
-from diffusion.core.samplers import check_eta, get_sampler
-from diffusion.embeddings import check_embedding
-from diffusion.lab.datasets import DATASETS
-from diffusion.lab.recipe import validate_run_config
-from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
+from diffusion.embeddings import EMBEDDINGS
+from diffusion.metrics.corruptions import CORRUPTIONS
 from diffusion.metrics.robustness import DEFAULT_SEVERITIES
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -33,6 +43,23 @@ SPACES = {
     "loguniform": lambda bounds: tune.loguniform(*bounds),
     "randint": lambda bounds: tune.randint(*bounds),
 }
+
+
+def _only(mapping: Any, accepted: set[str], where: str, field: str | None = None) -> None:
+    """``mapping`` is a dict of ``accepted`` keys only (``field``: the config field it is, when a config checks it)."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {mapping!r}", field)
+    extra = sorted(set(mapping) - accepted)
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {extra}; accepted: {sorted(accepted)}", field)
+
+
+def _resources(resources: dict[str, float], where: str = "resources") -> None:
+    """A task's Ray resources: ``cpu`` and ``gpu`` shares, each a number >= 0 (``where``: the key they were read at)."""
+    _only(resources, {"cpu", "gpu"}, where, field=where)
+    for key, value in resources.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where}.{key}: expected a number >= 0, got {value!r}", where)
 
 
 @dataclass(frozen=True)
@@ -50,15 +77,12 @@ class SweepSettings:
     reduction_factor: int = 2
     max_failures: int = 2
 
-
-@dataclass(frozen=True)
-class SamplerSetting:
-    """One way of sampling a model for evaluation; ``steps: null`` means the sampler's default (all T for DDPM)."""
-
-    sampler: str = "ddim"
-    steps: int | None = None
-    eta: float = 0.0
-    num_images: int | None = None  # null: the evaluate section's num_images
+    def __post_init__(self) -> None:
+        at_least(self, 1, "num_samples", "max_concurrent", "eval_every_images", "fd_sampler_steps", "report_every_images",
+                 "grace_images")
+        at_least(self, 2, "fd_samples", "reduction_factor")
+        at_least(self, 0, "max_failures")
+        _resources(self.resources)
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,15 @@ class RobustnessSettings:
     seeds: int = 3
     severities: tuple[float, ...] = DEFAULT_SEVERITIES
     corruptions: tuple[str, ...] = tuple(CORRUPTIONS)
+
+    def __post_init__(self) -> None:
+        at_least(self, 2, "n", "seeds")
+        for corruption in self.corruptions:
+            if corruption not in CORRUPTIONS:
+                raise ConfigError(f"corruptions: {unknown('corruption', corruption, CORRUPTIONS)}", "corruptions")
+        if 0.0 not in self.severities or any(not 0.0 <= s <= 1.0 for s in self.severities):
+            raise ConfigError(f"severities must lie in [0, 1] and include 0 (the floor), got {list(self.severities)}",
+                              "severities")
 
 
 @dataclass(frozen=True)
@@ -83,6 +116,18 @@ class EvaluateSettings:
     floor_draws: int = 5
     resources: dict[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        at_least(self, 2, "num_images", "floor_draws")
+        if not self.samplers:
+            raise ConfigError("samplers: give at least one sampler setting", "samplers")
+        for embedding in self.embeddings:
+            if embedding not in EMBEDDINGS:
+                raise ConfigError(f"embeddings: {unknown('embedding', embedding, EMBEDDINGS)}", "embeddings")
+        if "vae" not in self.embeddings:
+            raise ConfigError(f"embeddings must include 'vae' (the leaderboard's metric), got {list(self.embeddings)}",
+                              "embeddings")
+        _resources(self.resources)
 
 
 @dataclass(frozen=True)
@@ -119,102 +164,31 @@ def load_preset(name_or_path: str) -> Preset:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"preset {path}: not valid YAML ({error})") from error
-    _only(raw, {"dataset", "embeddings", "sweep", "models", "evaluate"}, f"preset {path.name}")
-    dataset = raw.get("dataset", "mnist-embedded")
-    if dataset not in DATASETS:
-        raise ConfigError(f"preset {path.name}: unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    where = f"preset {path.name}"
+    _only(raw, {"dataset", "embeddings", "sweep", "models", "evaluate"}, where)
+    try:
+        dataset = DataConfig(dataset=raw.get("dataset", "mnist-embedded")).dataset
+    except ConfigError as error:
+        raise error.within(where) from error
     embeddings = dict(raw.get("embeddings", {}) or {})
-    _only(embeddings, {"vae", "classifier", "resources"}, f"preset {path.name}: embeddings")
+    _only(embeddings, {"vae", "classifier", "resources"}, f"{where}: embeddings")
     embedding_resources = embeddings.pop("resources", None) or {"cpu": 1, "gpu": 0}
-    _resources(embedding_resources, f"preset {path.name}: embeddings")
+    _resources(embedding_resources, f"{where}: embeddings.resources")
     for kind, overrides in embeddings.items():
-        _only(overrides or {}, {f.name for f in dataclasses.fields(TrainConfig)}, f"preset {path.name}: embeddings.{kind}")
-    sweep = check_sweep_settings(from_dict(SweepSettings, raw.get("sweep", {}) or {}, f"preset {path.name}: sweep"),
-                                 f"preset {path.name}: sweep")
-    evaluate = check_evaluate_settings(from_dict(EvaluateSettings, raw.get("evaluate", {}) or {},
-                                                 f"preset {path.name}: evaluate"), f"preset {path.name}: evaluate")
+        _only(overrides or {}, {f.name for f in dataclasses.fields(TrainConfig)}, f"{where}: embeddings.{kind}")
+    sweep = from_dict(SweepSettings, raw.get("sweep", {}) or {}, f"{where}: sweep")
+    evaluate = from_dict(EvaluateSettings, raw.get("evaluate", {}) or {}, f"{where}: evaluate")
     models = raw.get("models", {}) or {}
-    _only(models, set(DENOISERS), f"preset {path.name}: models")
+    _only(models, set(DENOISERS), f"{where}: models")
     for model, sections in models.items():
-        _only(sections or {}, set(SECTIONS), f"preset {path.name}: models.{model}")
+        _only(sections or {}, set(SECTIONS), f"{where}: models.{model}")
         for point in _check_points(sections or {}):  # every choice, and each range's low end, must build a run
-            run_config(model, point, dataset, sample=first_point)
+            try:
+                run_config(model, point, dataset, sample=first_point)
+            except ConfigError as error:
+                raise error.within(where) from error
     return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()}, evaluate,
                   embedding_resources)
-
-
-def _positive(value: float | None, where: str, minimum: float = 1) -> None:
-    if value is not None and value < minimum:
-        raise ConfigError(f"{where} must be at least {minimum}, got {value}")
-
-
-def _resources(resources: dict[str, float], where: str) -> None:
-    _only(resources, {"cpu", "gpu"}, f"{where}.resources")
-    for key, value in resources.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{where}.resources.{key}: expected a number >= 0, got {value!r}")
-
-
-def check_sweep_settings(settings: SweepSettings, where: str) -> SweepSettings:
-    """Counts and intervals positive, resources known."""
-    for key in ("num_samples", "max_concurrent", "eval_every_images", "fd_samples", "fd_sampler_steps",
-                "report_every_images", "grace_images"):
-        _positive(getattr(settings, key), f"{where}.{key}", 2 if key == "fd_samples" else 1)
-    _positive(settings.reduction_factor, f"{where}.reduction_factor", 2)
-    _positive(settings.max_failures, f"{where}.max_failures", 0)
-    _resources(settings.resources, where)
-    return settings
-
-
-def check_evaluate_settings(settings: EvaluateSettings, where: str) -> EvaluateSettings:
-    """Samplers, embeddings, corruptions and severities that exist; sizes an FD can use."""
-    _positive(settings.num_images, f"{where}.num_images", 2)
-    _positive(settings.floor_draws, f"{where}.floor_draws", 2)
-    if not settings.samplers:
-        raise ConfigError(f"{where}.samplers: give at least one sampler setting")
-    for i, setting in enumerate((*settings.samplers, settings.pictures)):
-        at = f"{where}.samplers[{i}]" if i < len(settings.samplers) else f"{where}.pictures"
-        try:
-            get_sampler(setting.sampler)
-        except ConfigError as error:
-            raise ConfigError(f"{at}: {error}") from error
-        _positive(setting.steps, f"{at}.steps")
-        _positive(setting.num_images, f"{at}.num_images", 2)
-        if not 0.0 <= setting.eta <= 1.0:
-            raise ConfigError(f"{at}.eta must be between 0 and 1, got {setting.eta}")
-        try:
-            check_eta(setting.sampler, setting.eta)
-        except ConfigError as error:
-            raise ConfigError(f"{at}.eta: {error}") from error
-    for embedding in settings.embeddings:
-        try:
-            check_embedding(embedding)
-        except ConfigError as error:
-            raise ConfigError(f"{where}.embeddings: {error}") from error
-    if "vae" not in settings.embeddings:
-        raise ConfigError(f"{where}.embeddings must include 'vae' (the leaderboard's metric), got {list(settings.embeddings)}")
-    if settings.robustness is not None:
-        curves = settings.robustness
-        _positive(curves.n, f"{where}.robustness.n", 2)
-        _positive(curves.seeds, f"{where}.robustness.seeds", 2)
-        for corruption in curves.corruptions:
-            try:
-                get_corruption(corruption)
-            except ConfigError as error:
-                raise ConfigError(f"{where}.robustness.corruptions: {error}") from error
-        if 0.0 not in curves.severities or any(not 0.0 <= s <= 1.0 for s in curves.severities):
-            raise ConfigError(f"{where}.robustness.severities must lie in [0, 1] and include 0 (the floor), "
-                              f"got {list(curves.severities)}")
-    _resources(settings.resources, where)
-    return settings
-
-
-def _only(mapping: Any, accepted: set[str], where: str) -> None:
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {mapping!r}")
-    unknown = sorted(set(mapping) - accepted)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; accepted: {sorted(accepted)}")
 
 
 def _space_kind(value: Any) -> str | None:
@@ -263,16 +237,19 @@ def tune_space(value: Any, where: str) -> Any:
 
 
 def run_config(model: str, sections: dict[str, dict[str, Any]], dataset: str, sample: Any = None) -> RunConfig:
-    """The RunConfig of one point: ``sample(value, where)`` picks each value (default: as given)."""
+    """The RunConfig of one point: ``sample(value, where)`` picks each value (default: as given).
+
+    A refused value is named by its key path, ``models.<model>.<section>.<key>``."""
     pick = sample or (lambda value, where: value)
-    chosen = {s: {k: pick(v, f"models.{model}.{s}.{k}") for k, v in (sections.get(s) or {}).items()} for s in SECTIONS}
-    run = from_dict(RunConfig, {
-        "model": to_dict(denoiser_config(model, **chosen["model"])),
+    where = f"models.{model}"
+    chosen = {s: {k: pick(v, f"{where}.{s}.{k}") for k, v in (sections.get(s) or {}).items()} for s in SECTIONS}
+    denoiser = denoiser_config(model, where=f"{where}.model", **chosen["model"])
+    return from_dict(RunConfig, {
+        "model": denoiser,
         "diffusion": chosen["diffusion"],
         "train": chosen["train"],
-        "data": to_dict(DataConfig(dataset=dataset)),
-    })
-    return validate_run_config(run)
+        "data": {"dataset": dataset},
+    }, where)
 
 
 def param_space(preset: Preset, model: str) -> dict[str, Any]:

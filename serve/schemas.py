@@ -1,7 +1,8 @@
 """The HTTP API's request bodies: every field typed and bounded, so bad input is a 422 naming the field.
 
 Types are strict: a bool is not an integer, a string is not a number, and NaN or infinity is
-not a float here. The work a request asks for (images or paths times steps) is checked against
+not a float here. The sampling fields (sampler, steps, eta) are checked by building the core's
+``SamplerSetting``, so they accept exactly what the CLI and the presets accept. The work a request asks for (images or paths times steps) is checked against
 the server's budget once the steps are known (they default from the model's schedule).
 """
 
@@ -11,8 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from diffusion.core.config import ConfigError
-from diffusion.core.samplers import SAMPLERS, check_eta
+from diffusion.core.config import SamplerName, SamplerSetting
 
 MAX_IMAGES = 256
 """Most images one /sample request may ask for."""
@@ -24,8 +24,6 @@ MAX_NAME = 128
 DEFAULT_MAX_WORK = 64_000
 """Default budget of one request: images (or paths) x sampling steps, e.g. 64 images x 1000 DDPM steps."""
 
-SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
-
 
 class SamplingSettings(BaseModel):
     """What every sampling request names: the model and how to sample it."""
@@ -34,18 +32,16 @@ class SamplingSettings(BaseModel):
 
     model: str = Field(min_length=1, max_length=MAX_NAME, description="a hosted model's name (GET /models)")
     sampler: SamplerName = Field("ddim", description="ddpm (ancestral), ddim, or dpmpp2m (DPM-Solver++ 2M)")
-    steps: int | None = Field(None, ge=1, description="sampling steps, 1 to the model's T; null: 50 for DDIM, 20 for "
-                                                       "DPM-Solver++, T for DDPM")
-    eta: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False,
-                       description="DDIM noise (0 deterministic, 1 like DDPM); ignored by ddpm; must be 0 for dpmpp2m")
+    steps: int | None = Field(None, description="sampling steps, 1 to the model's T; null: 50 for DDIM, 20 for "
+                                                "DPM-Solver++, T for DDPM")
+    eta: float = Field(0.0, allow_inf_nan=False,
+                       description="DDIM noise, 0 to 1 (0 deterministic, 1 like DDPM); ignored by ddpm; must be 0 for dpmpp2m")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed and settings give the same images")
 
     @model_validator(mode="after")
-    def _deterministic_solver(self) -> SamplingSettings:
-        try:
-            check_eta(self.sampler, self.eta)
-        except ConfigError as error:
-            raise ValueError(f"eta: {error}") from error
+    def _sampler_setting(self) -> SamplingSettings:
+        """sampler, steps and eta as the core's SamplerSetting accepts them (its ConfigError, a ValueError, names the field)."""
+        SamplerSetting(self.sampler, self.steps, self.eta)
         return self
 
     count_field: ClassVar[str] = ""  # the field that counts images (or paths): one network row per step each

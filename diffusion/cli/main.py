@@ -13,7 +13,7 @@ import sys
 import time
 import typing
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from diffusion.cli import evaluate, train
 from diffusion.core.config import (
@@ -22,29 +22,18 @@ from diffusion.core.config import (
     DenoiserConfig,
     DiffusionConfig,
     RunConfig,
+    SamplerSetting,
     TrainConfig,
     from_dict,
-    to_dict,
 )
-from diffusion.core.device import PRECISIONS, pick_device
-from diffusion.core.losses import LOSS_WEIGHTINGS
+from diffusion.core.device import pick_device
 from diffusion.core.models import DENOISERS, denoiser_config
 from diffusion.core.samplers import SAMPLERS
-from diffusion.core.schedules import PREDICTIONS, SCHEDULES
-from diffusion.core.training import LR_DECAYS
 from diffusion.embeddings import EMBEDDINGS
 from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DATASETS, DatasetUnavailable, store_dataset
 from diffusion.lab.store import LabStore, LabStoreError, check_name, default_lab
 
-CHOICES: dict[str, Sequence[str]] = {
-    "schedule": list(SCHEDULES),
-    "prediction": PREDICTIONS,
-    "loss_weighting": LOSS_WEIGHTINGS,
-    "lr_decay": LR_DECAYS,
-    "precision": PRECISIONS,
-    "dataset": list(DATASETS),
-}
 SECTIONS: dict[str, type] = {"model": DenoiserConfig, "diffusion": DiffusionConfig, "train": TrainConfig, "data": DataConfig}
 
 
@@ -70,6 +59,8 @@ NON_NEGATIVE_INTS = {"warmup_steps", "seed"}
 
 
 def _flag_options(name: str, hint: Any) -> dict[str, Any]:
+    if typing.get_origin(hint) is Literal:  # a closed choice: the config's Literal, which its registry is keyed by
+        return {"choices": list(typing.get_args(hint))}
     if typing.get_origin(hint) is tuple:
         return {"type": int, "nargs": "*"}
     if hint is bool:
@@ -80,7 +71,7 @@ def _flag_options(name: str, hint: Any) -> dict[str, Any]:
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field (default: the preset value), choices from the registries."""
+    """One flag per config field (default: the preset value), choices from the fields' Literal types."""
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} ({cls.__name__})")
         hints = typing.get_type_hints(cls)
@@ -88,8 +79,6 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             if field.name == "arch":
                 continue
             options = _flag_options(field.name, hints[field.name])
-            if field.name in CHOICES:
-                options["choices"] = list(CHOICES[field.name])
             flag = "--" + field.name.replace("_", "-")
             group.add_argument(flag, dest=f"{section}.{field.name}", default=None, **options)
 
@@ -101,8 +90,19 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         section, _, name = key.partition(".")
         if name and section in SECTIONS and value is not None:
             given[section][name] = value
-    model = denoiser_config(args.model, **given.pop("model"))
-    return from_dict(RunConfig, {"model": to_dict(model), **given})
+    model = denoiser_config(args.model, where="RunConfig.model", **given.pop("model"))
+    return from_dict(RunConfig, {"model": model, **given})
+
+
+def sampler_setting(args: argparse.Namespace) -> SamplerSetting | None:
+    """The sampling that a command's flags ask for, checked: ``train``'s grid, ``sample``'s images, ``score``'s FD."""
+    if args.command == "train":
+        return SamplerSetting(args.sampler, args.sample_steps)
+    if args.command == "sample":
+        return SamplerSetting(args.sampler, args.steps, args.eta)
+    if args.command == "score":
+        return SamplerSetting(args.sampler, args.steps, args.eta, args.num_images)
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        args.setting = sampler_setting(args)
         if args.command == "train":
             run = run_config_from_args(args)
             name = check_name(args.name or args.model, "--name")

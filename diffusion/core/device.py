@@ -10,9 +10,7 @@ from pathlib import Path
 
 import torch
 
-from diffusion.core.config import ConfigError
-
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+from diffusion.core.config import PRECISIONS, ConfigError
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -15,7 +15,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from diffusion.core.config import ConfigError
+from diffusion.core.config import ConfigError, SamplerName, SamplerSetting, registry
 from diffusion.core.device import autocast
 from diffusion.core.schedules import NoiseSchedule
 
@@ -149,8 +149,6 @@ def ddim(
     s = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev) (eq. 16); eta = 0 is the
     deterministic sampler, eta = 1 matches DDPM's beta_tilde variance. ``variance`` is unused.
     """
-    if eta < 0:
-        raise ConfigError(f"eta must be >= 0, got {eta}")
     x = x_T
     for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps or schedule.timesteps)):
         sigma = eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab)) * np.sqrt(1.0 - ab / ab_prev)
@@ -201,9 +199,8 @@ def dpm_solver_2m(
     x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^{-h}) D, with D = x0_hat on a
     first-order step (the first, and the one landing on level 0) and D = (1 + 1 / 2r) x0_hat_t
     - (1 / 2r) x0_hat_last otherwise (r = h_last / h). The step to the clean image returns x0_hat.
-    Deterministic: ``eta`` must be 0; ``generator`` and ``variance`` are unused.
+    Deterministic: ``eta`` must be 0 (SamplerSetting refuses any other); ``generator`` and ``variance`` are unused.
     """
-    check_eta("dpmpp2m", eta)
     x, x0_last = x_T, None
     for index, (t, t_prev, ratio, gain, r) in enumerate(_dpm_solver_coefficients(schedule, steps or schedule.timesteps)):
         x0, _eps = _predict(model, schedule, x, t, precision, clip)
@@ -217,23 +214,14 @@ def dpm_solver_2m(
 
 
 Sampler = Callable[..., Iterator[SamplerStep]]
-DETERMINISTIC: frozenset[str] = frozenset({"dpmpp2m"})  # ODE solvers: no noise to scale
+
+SAMPLERS: dict[SamplerName, Sampler] = registry(SamplerName, {"ddpm": ddpm, "ddim": ddim, "dpmpp2m": dpm_solver_2m})
+DEFAULT_STEPS: dict[SamplerName, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20}  # None: all T levels
 
 
-def check_eta(sampler: str, eta: float) -> None:
-    """A ConfigError if ``sampler`` is a deterministic solver and ``eta`` is not 0 (Serve, presets and the solver share it)."""
-    if sampler in DETERMINISTIC and eta != 0:
-        raise ConfigError(f"{sampler} is a deterministic solver: eta must be 0, got {eta}")
-
-SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim, "dpmpp2m": dpm_solver_2m}
-DEFAULT_STEPS: dict[str, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20}  # None: all T levels
-
-
-def get_sampler(name: str) -> Sampler:
-    """The sampler registered as ``name``, or a ConfigError listing the accepted names."""
-    if name not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {name!r}; accepted: {', '.join(SAMPLERS)}")
-    return SAMPLERS[name]
+def _step_function(sampler: str, steps: int | None, eta: float) -> Sampler:
+    """The sampler of a setting that SamplerSetting accepts (known sampler, steps >= 1, eta allowed for it)."""
+    return SAMPLERS[SamplerSetting(sampler, steps, eta).sampler]  # type: ignore[arg-type]
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -259,7 +247,7 @@ def sample(
         raise ConfigError(f"num_images must be at least 1, got {num_images}")
     device = next(model.parameters()).device
     shape = _image_shape(model)
-    step_fn = get_sampler(sampler)
+    step_fn = _step_function(sampler, steps, eta)
     generator = make_generator(seed, device)
     was_training = model.training
     model.eval()
@@ -301,7 +289,7 @@ def sample_stacked(
     counts = [n for n, _seed in requests]
     noise = StackedNoise([make_generator(seed, device) for _n, seed in requests], counts)
     x_T = noise.randn((sum(counts), *_image_shape(model)), device)
-    step_fn = get_sampler(sampler)
+    step_fn = _step_function(sampler, steps, eta)
     was_training = model.training
     model.eval()
     try:
@@ -358,7 +346,7 @@ def denoising_paths(
     generator = make_generator(seed, device)
     x = draw_noise((num_paths, *_image_shape(model)), generator, device)
     options = {"eta": eta, "precision": precision} | ({"steps": steps} if steps is not None else {})
-    chain = get_sampler(sampler)(model, schedule, x, generator, **options)
+    chain = _step_function(sampler, steps, eta)(model, schedule, x, generator, **options)
     total = len(timestep_sequence(schedule.timesteps, steps or default_steps(sampler, schedule)))
     keep = set(np.round(np.linspace(0, total - 1, min(snapshots, total))).astype(int).tolist())
     inputs, predictions, levels = [], [], []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from diffusion.core.config import ConfigError, DiffusionConfig
+from diffusion.core.config import ConfigError, DiffusionConfig, Prediction, ScheduleName, registry
 
 
 def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
@@ -34,12 +34,10 @@ def cosine_betas(timesteps: int, offset: float = 0.008, max_beta: float = 0.999)
     return np.clip(1 - alpha_bar[1:] / alpha_bar[:-1], 0.0, max_beta)
 
 
-SCHEDULES: dict[str, Callable[[DiffusionConfig], np.ndarray]] = {
+SCHEDULES: dict[ScheduleName, Callable[[DiffusionConfig], np.ndarray]] = registry(ScheduleName, {
     "linear": lambda c: linear_betas(c.timesteps, c.beta_start, c.beta_end),
     "cosine": lambda c: cosine_betas(c.timesteps, c.cosine_offset),
-}
-
-PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
+})
 
 
 def _gather(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -65,9 +63,7 @@ class NoiseSchedule:
     posterior_variance: torch.Tensor
     posterior_log_variance: torch.Tensor
 
-    def __init__(self, betas: np.ndarray, prediction: str = "eps") -> None:
-        if prediction not in PREDICTIONS:
-            raise ConfigError(f"prediction {prediction!r} is not one of {list(PREDICTIONS)}")
+    def __init__(self, betas: np.ndarray, prediction: Prediction = "eps") -> None:
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or len(betas) < 2 or not np.all((betas > 0) & (betas < 1)):
             raise ConfigError("betas must be a 1-D array of at least 2 values in (0, 1)")
@@ -100,10 +96,6 @@ class NoiseSchedule:
     @classmethod
     def from_config(cls, config: DiffusionConfig) -> NoiseSchedule:
         """Build the schedule named by ``config.schedule`` (a key of SCHEDULES)."""
-        if config.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule {config.schedule!r} is not one of {sorted(SCHEDULES)}")
-        if config.timesteps < 2:
-            raise ConfigError(f"timesteps must be at least 2, got {config.timesteps}")
         return cls(SCHEDULES[config.schedule](config), config.prediction)
 
     def to(self, device: torch.device | str) -> NoiseSchedule:

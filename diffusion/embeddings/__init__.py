@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffusion.core.config import ConfigError
 from diffusion.metrics.frechet import GaussianStats
 
 
@@ -61,10 +60,3 @@ def model_embedder(name: str, model: nn.Module, device: torch.device | str = "cp
 
 EMBEDDINGS: dict[str, str | None] = {"vae": "vae", "classifier": "classifier", "pixels": None}
 """Embedding name -> the model kind it needs from the lab store (None: no model)."""
-
-
-def check_embedding(name: str) -> str:
-    """``name`` if it is a registered embedding, else a ConfigError listing them."""
-    if name not in EMBEDDINGS:
-        raise ConfigError(f"unknown embedding {name!r}; accepted: {', '.join(EMBEDDINGS)}")
-    return name

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from diffusion.core.config import ConfigError, RunConfig
+from diffusion.core.config import RunConfig
 from diffusion.core.device import seeded
 from diffusion.core.losses import diffusion_loss
-from diffusion.core.models import build_denoiser, validate_denoiser_config
+from diffusion.core.models import build_denoiser
 from diffusion.core.schedules import NoiseSchedule
-from diffusion.core.training import Trainer, validate_train_config
-from diffusion.lab.datasets import DATASETS, load_dataset
+from diffusion.core.training import Trainer
+from diffusion.lab.datasets import load_dataset
 from diffusion.lab.store import LabStore
 
 
@@ -35,20 +35,11 @@ class DenoiserRun:
         return self.trainer.ema.model
 
 
-def validate_run_config(run: RunConfig) -> RunConfig:
-    """Check every part of a run before any work starts; errors name the bad value."""
-    validate_denoiser_config(run.model)
-    validate_train_config(run.train)
-    diffusion_loss(NoiseSchedule.from_config(run.diffusion), run.diffusion.loss_weighting)
-    if run.data.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {run.data.dataset!r}; accepted: {', '.join(DATASETS)}")
-    return run
-
-
 def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor | None = None,
                        store: LabStore | None = None) -> DenoiserRun:
-    """Load the training split (unless ``data`` is given; from ``store``'s copy where it has one), build schedule, seeded model and trainer."""
-    validate_run_config(run)
+    """Load the training split (unless ``data`` is given; from ``store``'s copy where it has one), build schedule, seeded model and trainer.
+
+    ``run`` checked itself when it was made (RunConfig), so nothing here checks it again."""
     images = load_dataset(run.data, "train", store).images if data is None else data
     schedule = NoiseSchedule.from_config(run.diffusion).to(device)
     with seeded(run.train.seed):

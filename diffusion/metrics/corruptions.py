@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from diffusion.core.config import ConfigError
+from diffusion.core.config import ConfigError, lookup
 
 MAX_NOISE_SIGMA = 1.0  # at severity 1 the noise std is half the [-1, 1] range
 
@@ -64,6 +64,4 @@ CORRUPTIONS: dict[str, Corruption] = {
 
 def get_corruption(name: str) -> Corruption:
     """The corruption registered as ``name``, or a ConfigError listing them."""
-    if name not in CORRUPTIONS:
-        raise ConfigError(f"unknown corruption {name!r}; accepted: {', '.join(CORRUPTIONS)}")
-    return CORRUPTIONS[name]
+    return lookup(CORRUPTIONS, name, "corruption")

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from diffusion.core.config import ConfigError, DenoiserConfig, from_dict, to_dict
+from diffusion.core.config import Arch, DenoiserConfig, from_dict, lookup, registry
 from diffusion.core.models.cnn import CNNDenoiser
 from diffusion.core.models.mlp import MLPDenoiser
 from diffusion.core.models.unet import plain_unet, residual_unet
@@ -24,7 +24,7 @@ class DenoiserSpec:
 
 
 # In order of rising capacity.
-DENOISERS: dict[str, DenoiserSpec] = {
+DENOISERS: dict[Arch, DenoiserSpec] = registry(Arch, {
     "mlp": DenoiserSpec(MLPDenoiser, {"width": 256, "depth": 4}, "flattened image + time embedding through a residual MLP"),
     "cnn": DenoiserSpec(CNNDenoiser, {"width": 64, "depth": 6}, "plain conv stack at 28x28, time embedding per block"),
     "unet": DenoiserSpec(plain_unet, {"width": 32, "depth": 1}, "plain U-Net 28 -> 14 -> 7, conv blocks, skip connections"),
@@ -34,34 +34,17 @@ DENOISERS: dict[str, DenoiserSpec] = {
         {"width": 32, "depth": 2, "attention_resolutions": (7,)},
         "resunet + self-attention at 7x7 and in the middle",
     ),
-}
+})
 
 
-def denoiser_config(arch: str, **overrides: Any) -> DenoiserConfig:
-    """The default config of ``arch`` with ``overrides`` applied (and checked)."""
-    if arch not in DENOISERS:
-        raise ConfigError(f"unknown model {arch!r}; accepted: {', '.join(DENOISERS)}")
-    data = {**to_dict(DenoiserConfig(arch=arch, width=1, depth=1)), **DENOISERS[arch].defaults, **overrides}
-    return validate_denoiser_config(from_dict(DenoiserConfig, data))
-
-
-def validate_denoiser_config(config: DenoiserConfig) -> DenoiserConfig:
-    """Reject sizes no architecture can build, with the accepted range in the message."""
-    if config.arch not in DENOISERS:
-        raise ConfigError(f"unknown model {config.arch!r}; accepted: {', '.join(DENOISERS)}")
-    for name in ("width", "depth", "num_heads", "image_channels", "image_size"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {getattr(config, name)}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {config.dropout}")
-    if not config.channel_mults or min(config.channel_mults) < 1:
-        raise ConfigError(f"channel_mults must be positive integers, got {list(config.channel_mults)}")
-    return config
+def denoiser_config(arch: str, *, where: str = "DenoiserConfig", **overrides: Any) -> DenoiserConfig:
+    """The default config of ``arch`` with ``overrides`` applied; a refused value is reported at ``where``."""
+    return from_dict(DenoiserConfig, {"arch": arch, **lookup(DENOISERS, arch, "model").defaults, **overrides}, where)
 
 
 def build_denoiser(config: DenoiserConfig) -> nn.Module:
     """A fresh denoiser eps_theta(x_t, t) of the architecture and size in ``config``."""
-    model = DENOISERS[validate_denoiser_config(config).arch].build(config)
+    model = DENOISERS[config.arch].build(config)
     model.config = config  # the samplers read the image shape from here
     return model
 

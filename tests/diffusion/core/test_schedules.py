@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion.core.config import ConfigError, DiffusionConfig
-from diffusion.core.schedules import PREDICTIONS, SCHEDULES, NoiseSchedule
+from diffusion.core.config import PREDICTIONS, ConfigError, DiffusionConfig
+from diffusion.core.schedules import SCHEDULES, NoiseSchedule
 
 
 @pytest.mark.parametrize("kind", list(SCHEDULES))
