@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from diffusion.core.config import DataConfig, SamplerSetting, replace
+from diffusion.core.config import DataConfig, replace
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.core.training import Trainer, TrainProgress
 from diffusion.embeddings.loading import load_embedder
@@ -52,8 +52,7 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
     stored = models.load_denoiser(args.name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     real = load_real_sets(stored.run.data.dataset, store)
-    setting = SamplerSetting(args.sampler, args.steps, args.eta, args.num_images)
-    plan = plan_sampling(setting, schedule, args.num_images, len(real.test))
+    plan = plan_sampling(args.setting, schedule, args.num_images, len(real.test))  # checked where the flags were read
     scorers = [Scorer(load_embedder(name, store, device), real.test, real.pool, seed=args.seed) for name in args.embeddings]
     with tqdm(total=plan.evaluations, unit="eval", desc=f"sample {args.name} {plan.label}", dynamic_ncols=True) as bar:
         rows = score_model(args.name, stored.model, stored.card, schedule, [plan], scorers, args.seed, bar.update)
