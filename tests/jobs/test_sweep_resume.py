@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import os
 import shutil
 import signal
@@ -11,6 +10,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
