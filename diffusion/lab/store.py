@@ -171,12 +171,26 @@ class LabStore:
         except OSError as error:
             raise LabStoreError(f"cannot read {self.uri(relpath)}: {error}") from error
 
-    def read_many(self, relpaths: list[str]) -> list[bytes]:
-        """The bytes of each file, in order (object stores: up to 16 requests in flight at once)."""
+    def read_many(self, relpaths: list[str], missing_ok: bool = False) -> list[bytes | None]:
+        """The bytes of each file, in order (object stores: up to 16 requests in flight at once).
+
+        ``missing_ok``: a file that is gone by the time it is read (another writer removed it
+        after it was listed) gives None instead of raising.
+        """
+        def read(relpath: str) -> bytes | None:
+            if not missing_ok:
+                return self.read_bytes(relpath)
+            try:
+                return self.read_bytes(relpath)
+            except LabStoreError:
+                if self.exists(relpath):
+                    raise
+                return None
+
         if self.is_local or len(relpaths) < 2:
-            return [self.read_bytes(p) for p in relpaths]
+            return [read(p) for p in relpaths]
         with ThreadPoolExecutor(max_workers=min(16, len(relpaths))) as pool:
-            return list(pool.map(self.read_bytes, relpaths))
+            return list(pool.map(read, relpaths))
 
     def move(self, relpath: str, target: str) -> None:
         """Rename the file at ``relpath`` to ``target`` (a rename locally; a copy and delete on object stores)."""

@@ -271,7 +271,9 @@ class TableStore:
         except (OSError, LabStoreError) as error:
             raise LabStoreError(f"cannot read {self.store.uri(base)}: {error}") from error
         ops = []
-        for relpath, data in zip(paths, self.store.read_many(paths)):
+        for relpath, data in zip(paths, self.store.read_many(paths, missing_ok=True)):
+            if data is None:  # removed after the listing by another writer: set aside, or folded into a snapshot
+                continue
             try:
                 ops.append((relpath, op_from_bytes(data)))
             except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as error:  # ArrowInvalid is a ValueError
@@ -286,6 +288,8 @@ class TableStore:
         try:
             self.store.move(relpath, aside)
         except LabStoreError as error:
+            if not self.store.exists(relpath):
+                return  # another writer set it aside (or replaced it) first
             raise damaged from error
         log.warning("%s; moved to %s and written anew", damaged, self.store.uri(aside))
 
