@@ -20,7 +20,8 @@ import pytest
 from dashboard.screenshots import running_dashboard
 from tests.servers import ROOT, ray_tmpdir, serve_app
 
-pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
+pytestmark = [pytest.mark.slow,  # starts Ray, Serve and Streamlit
+              pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")]
 
 
 def listening_inodes() -> dict[int, tuple[str, int]]:

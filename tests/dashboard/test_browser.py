@@ -14,7 +14,8 @@ from tests.servers import free_port
 REQUIRED = os.environ.get("DIFFUSION_LAB_REQUIRE_BROWSER") == "1"
 if not REQUIRED:
     pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not REQUIRED and not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install -y chromium")
+pytestmark = [pytest.mark.slow,  # starts the smoke pipeline, Serve, Streamlit and Chromium
+              pytest.mark.skipif(not REQUIRED and not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install -y chromium")]
 
 
 def test_every_page_renders_its_charts_and_images_without_an_exception(smoke_lab: str, tmp_path: Path) -> None:
