@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cluster.local import dashboard_get
-from diffusion.lab.registry import ModelRegistry
+from diffusion.lab.registry import CARD_FILE, WEIGHTS_FILE, ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import SCORES, TABLES, TableStore
 from tests.servers import RAY, ROOT, SMOKE_JOB, Head, run, wait_for_jobs
@@ -85,13 +85,19 @@ def test_the_smoke_pipeline_submitted_as_a_job_fills_the_lab_and_a_wrong_token_i
     succeeded = sum(job["status"] == "SUCCEEDED" for job in listed)
     assert status.returncode == 0 and f"{succeeded} succeeded" in status.stdout, status.stdout
 
-    # the dashboard's Jobs page lists the job with its log tail, and submits an evaluation
+    # the dashboard's Jobs page lists the job with its log tail, and submits an evaluation (of one of the
+    # smoke lab's models with its embeddings, copied to a lab of its own: the form's job, not five models again)
+    one_model = tmp_path / "one-model-lab"
+    for model in ("mlp", "vae", "classifier"):
+        for file in (WEIGHTS_FILE, CARD_FILE):
+            relpath = models.model_path(model, file)
+            LabStore(one_model).write_bytes(relpath, store.read_bytes(relpath))
     jobs_page = dashboard_jobs_page(lab, address, token_file)
     assert jobs_page.dataframe[0].value.set_index("submission_id").loc[SMOKE_JOB, "status"] == "SUCCEEDED"
     assert "[leaderboard]" in jobs_page.code[0].value
-    submit_from_the_form(jobs_page, "evaluate", "smoke", lab)
+    submit_from_the_form(jobs_page, "evaluate", "smoke", str(one_model))
     [entrypoint] = [code.value for code in jobs_page.main.code if code.language == "bash"]
-    assert shlex.split(entrypoint) == ["python", "-m", "jobs.evaluate", "--preset", "smoke", "--lab", lab]
+    assert shlex.split(entrypoint) == ["python", "-m", "jobs.evaluate", "--preset", "smoke", "--lab", str(one_model)]
     submitted_id = jobs_page.success[0].value.split()[1]
     state = wait_for_jobs(head, [submitted_id], 300)[submitted_id]
     logs = run([RAY, "job", "logs", "--address", address, submitted_id], authorised).stdout
