@@ -41,15 +41,16 @@ def sweep(lab: Path, preset: Path, ray_tmp: str, *extra: str) -> subprocess.Pope
 
 
 def half_way_trial_recorded(experiment: Path) -> bool:
-    """Whether Tune's experiment state was saved after some unfinished trial made a checkpoint
-    (the driver's record of checkpoints is what --resume restores from)."""
+    """Whether Tune's experiment state was saved after some unfinished trial made two checkpoints (the driver's
+    record of checkpoints is what --resume restores from; a checkpoint written just before a save may not be in it
+    yet, the one before it is)."""
     states = list(experiment.glob("experiment_state-*.json"))
     if not states:
         return False
     saved = max(p.stat().st_mtime for p in states)
     newest = checkpoints(experiment)
     return any(
-        newest[trial] < LAST and min(p.stat().st_mtime for p in (experiment / trial).glob("checkpoint_*")) < saved
+        newest[trial] < LAST and sum(p.stat().st_mtime < saved for p in (experiment / trial).glob("checkpoint_*")) >= 2
         for trial in newest
     )
 
