@@ -84,7 +84,8 @@ def s3_server(bucket: str, startup_s: float = 60) -> Iterator[dict[str, str]]:
 class Head:
     """A head that ``python -m cluster.local up`` started: its job API, token file and the environments to reach it."""
 
-    address: str
+    address: str  # the job API (dashboard)
+    gcs_address: str  # where nodes join and drivers connect
     dashboard_port: int
     token_file: Path
     env: dict[str, str]  # no token: as a stranger
@@ -94,7 +95,7 @@ class Head:
 
 
 @contextlib.contextmanager
-def local_head(tmp_path: Path) -> Iterator[Head]:
+def local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[Head]:
     """``python -m cluster.local up`` on free ports with a token file in ``tmp_path``; ``down`` afterwards."""
     ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     token_file = tmp_path / "token"
@@ -102,12 +103,12 @@ def local_head(tmp_path: Path) -> Iterator[Head]:
     env = clean_env(ray_tmp)
     local = [sys.executable, "-m", "cluster.local"]
     flags = ["--port", str(gcs_port), "--dashboard-port", str(dashboard_port), "--token-file", str(token_file)]
-    up = run([*local, "up", *flags, "--num-cpus", "2", "--temp-dir", ray_tmp], env)
+    up = run([*local, "up", *flags, "--num-cpus", str(num_cpus), "--temp-dir", ray_tmp], env)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         authorised = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
-        yield Head(f"http://127.0.0.1:{dashboard_port}", dashboard_port, token_file, env, authorised, [*local, *flags],
-                   up.stdout)
+        yield Head(f"http://127.0.0.1:{dashboard_port}", f"127.0.0.1:{gcs_port}", dashboard_port, token_file, env,
+                   authorised, [*local, *flags], up.stdout)
     finally:
         run([*local, "down", *flags], env)
         shutil.rmtree(ray_tmp, ignore_errors=True)

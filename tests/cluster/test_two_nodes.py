@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from cluster.local import dashboard_get
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
-from tests.servers import ROOT, clean_env, free_port, run
+from tests.servers import ROOT, Head, local_head
 
 pytestmark = pytest.mark.slow  # starts a two-node Ray cluster on moto S3
 
@@ -76,71 +74,66 @@ def newest_checkpoints(store: LabStore) -> dict[str, int]:
 
 
 def test_trials_use_both_nodes_and_a_lost_node_costs_no_reported_work(tmp_path: Path, s3_bucket: str) -> None:
-    ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")
-    token_file = tmp_path / "token"
-    gcs_port, dashboard_port = free_port(), free_port()
-    env = clean_env(ray_tmp)
-    local = [sys.executable, "-m", "cluster.local"]
-    flags = ["--port", str(gcs_port), "--dashboard-port", str(dashboard_port), "--token-file", str(token_file)]
-    up = run([*local, "up", *flags, "--num-cpus", "1", "--temp-dir", ray_tmp], env)
-    worker_log = open(tmp_path / "worker.log", "w")
-    worker = None
-    try:
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        token = token_file.read_text().strip()
-        worker = subprocess.Popen([*local, "join", "--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "1", "--block",
-                                   "--token-file", str(token_file)], cwd=ROOT, env=env, start_new_session=True,
-                                  stdout=worker_log, stderr=subprocess.STDOUT)
-        nodes = wait_for(lambda: (n := alive_nodes(dashboard_port, token)) and len(n) == 2 and n, 90, "two alive nodes")
-        head = next(node for node, is_head in nodes.items() if is_head)
-        second = next(node for node, is_head in nodes.items() if not is_head)
-        driver_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file), "RAY_ADDRESS": f"127.0.0.1:{gcs_port}"}
+    with local_head(tmp_path, num_cpus=1) as cluster, open(tmp_path / "worker.log", "w") as worker_log:
+        token = cluster.token_file.read_text().strip()
+        worker = subprocess.Popen([sys.executable, "-m", "cluster.local", "join", "--address", cluster.gcs_address,
+                                   "--num-cpus", "1", "--block", "--token-file", str(cluster.token_file)],
+                                  cwd=ROOT, env=cluster.env, start_new_session=True, stdout=worker_log, stderr=subprocess.STDOUT)
+        try:
+            check_both_nodes_then_lose_one(cluster, worker, token, tmp_path, s3_bucket)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
 
-        def sweep(lab: str, steps: int) -> subprocess.Popen:
-            preset = tmp_path / "two-nodes.yaml"
-            preset.write_text(PRESET.format(steps=steps))
-            return subprocess.Popen([sys.executable, "-m", "jobs.sweep", "--preset", str(preset), "--lab", lab], cwd=ROOT,
-                                    env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-        # two 1-CPU trials on two 1-CPU nodes: one lands on each; the worker node is killed once both have checkpoints
-        lost = LabStore(f"{s3_bucket}/two-nodes")
-        steps = 200
-        started = time.monotonic()
-        the_sweep = sweep(lost.root, steps)
-        wait_for(lambda: (c := newest_checkpoints(lost)) and len(c) == 2 and min(c.values()) >= 1, 300,
-                 "both trials to write two checkpoints")
-        killed_at = time.time()
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
-        output = the_sweep.communicate(timeout=600)[0]
-        wall = time.monotonic() - started
-        assert the_sweep.returncode == 0, output[-4000:]
-        assert len(alive_nodes(dashboard_port, token)) == 1
+def check_both_nodes_then_lose_one(cluster: Head, worker: subprocess.Popen, token: str, tmp_path: Path,
+                                   s3_bucket: str) -> None:
+    """Trials land one on each node; the worker is killed mid-trial; the lost trial resumes on the head."""
+    dashboard_port = cluster.dashboard_port
+    nodes = wait_for(lambda: (n := alive_nodes(dashboard_port, token)) and len(n) == 2 and n, 90, "two alive nodes")
+    head = next(node for node, is_head in nodes.items() if is_head)
+    second = next(node for node, is_head in nodes.items() if not is_head)
+    driver_env = {**cluster.authorised, "RAY_ADDRESS": cluster.gcs_address}
 
-        trials = TableStore(lost).read(TRIALS).set_index("trial_id")
-        history = TableStore(lost).read(TRIAL_HISTORY)
-        first_reports = history.sort_values("step").groupby("trial_id").node_id.first()
-        assert set(first_reports) == {head, second}, history  # one trial started on each node
-        assert list(trials.status) == ["TERMINATED"] * 2
-        assert (history.groupby("trial_id").step.max() == steps).all()
-        victim = history[history.trial_id.isin(history[history.node_id == second].trial_id)].sort_values("step")
-        assert victim.trial_id.nunique() == 1, "exactly one trial ran on the killed node"
-        before, after = victim[~victim.resumed.astype(bool)], victim[victim.resumed.astype(bool)]
-        assert set(before.node_id) == {second} and set(after.node_id) == {head}, victim
-        assert list(victim.step) == list(range(EVERY, steps + 1, EVERY)), "a report is missing"
-        restored_from = int(after.step.min()) - EVERY
-        assert restored_from >= EVERY, "the lost trial started again from scratch"
-        redone = int(before.step.max()) - restored_from
-        figures = {"trials_finished": int((trials.status == "TERMINATED").sum()), "trials": len(trials),
-                   "reports_lost": 0, "steps_per_trial": steps, "killed_at_step": int(before.step.max()),
-                   "resumed_from_step": restored_from, "reported_steps_redone": redone,
-                   "resumed_report_after_kill_s": round(float(after.timestamp.min()) - killed_at, 1),
-                   "sweep_wall_s": round(wall, 1)}
-        print(f"[reliability] {json.dumps(figures)}")
-        (tmp_path / "reliability.json").write_text(json.dumps(figures))
-    finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker_log.close()
-        run([*local, "down", *flags], env)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    def sweep(lab: str, steps: int) -> subprocess.Popen:
+        preset = tmp_path / "two-nodes.yaml"
+        preset.write_text(PRESET.format(steps=steps))
+        return subprocess.Popen([sys.executable, "-m", "jobs.sweep", "--preset", str(preset), "--lab", lab], cwd=ROOT,
+                                env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # two 1-CPU trials on two 1-CPU nodes: one lands on each; the worker node is killed once both have checkpoints
+    lost = LabStore(f"{s3_bucket}/two-nodes")
+    steps = 200
+    started = time.monotonic()
+    the_sweep = sweep(lost.root, steps)
+    wait_for(lambda: (c := newest_checkpoints(lost)) and len(c) == 2 and min(c.values()) >= 1, 300,
+             "both trials to write two checkpoints")
+    killed_at = time.time()
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    output = the_sweep.communicate(timeout=600)[0]
+    wall = time.monotonic() - started
+    assert the_sweep.returncode == 0, output[-4000:]
+    assert len(alive_nodes(dashboard_port, token)) == 1
+
+    trials = TableStore(lost).read(TRIALS).set_index("trial_id")
+    history = TableStore(lost).read(TRIAL_HISTORY)
+    first_reports = history.sort_values("step").groupby("trial_id").node_id.first()
+    assert set(first_reports) == {head, second}, history  # one trial started on each node
+    assert list(trials.status) == ["TERMINATED"] * 2
+    assert (history.groupby("trial_id").step.max() == steps).all()
+    victim = history[history.trial_id.isin(history[history.node_id == second].trial_id)].sort_values("step")
+    assert victim.trial_id.nunique() == 1, "exactly one trial ran on the killed node"
+    before, after = victim[~victim.resumed.astype(bool)], victim[victim.resumed.astype(bool)]
+    assert set(before.node_id) == {second} and set(after.node_id) == {head}, victim
+    assert list(victim.step) == list(range(EVERY, steps + 1, EVERY)), "a report is missing"
+    restored_from = int(after.step.min()) - EVERY
+    assert restored_from >= EVERY, "the lost trial started again from scratch"
+    redone = int(before.step.max()) - restored_from
+    figures = {"trials_finished": int((trials.status == "TERMINATED").sum()), "trials": len(trials),
+               "reports_lost": 0, "steps_per_trial": steps, "killed_at_step": int(before.step.max()),
+               "resumed_from_step": restored_from, "reported_steps_redone": redone,
+               "resumed_report_after_kill_s": round(float(after.timestamp.min()) - killed_at, 1),
+               "sweep_wall_s": round(wall, 1)}
+    print(f"[reliability] {json.dumps(figures)}")
+    (tmp_path / "reliability.json").write_text(json.dumps(figures))
