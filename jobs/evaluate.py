@@ -28,7 +28,7 @@ from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
 from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics
-from jobs.embeddings import ensure_embeddings, task_options
+from jobs.embeddings import sweep_embeddings, task_options
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
 from jobs.presets import EvaluateSettings, Preset, load_preset
 from jobs.ray_session import start_ray, task_device
@@ -107,7 +107,7 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
     datasets = {m: ModelRegistry(store).read_card(m).config["data"]["dataset"] for m in models}
     for dataset in sorted({preset.dataset, *datasets.values()}):
         print(f"[evaluate] data: {ensure_dataset(store, DataConfig(dataset=dataset))}", flush=True)
-    ensure_embeddings(store, preset.dataset, preset.embeddings, "evaluate", preset.embedding_resources)
+    sweep_embeddings(store, preset, "evaluate")
     options = task_options(settings.resources)
     floors = {d: _floors_task.options(**options).remote(store.root, d, settings) for d in sorted(set(datasets.values()))}
     pending = {_model_task.options(**options).remote(store.root, m, settings, floors[datasets[m]]): m for m in models}

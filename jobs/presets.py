@@ -27,15 +27,22 @@ from diffusion.core.config import (
     TrainConfig,
     at_least,
     from_dict,
+    lookup,
+    to_dict,
     unknown,
 )
 from diffusion.core.models import DENOISERS, denoiser_config
 from diffusion.embeddings import EMBEDDINGS
+from diffusion.embeddings.training import EMBEDDER_RUNS, EmbedderRun
 from diffusion.metrics.corruptions import CORRUPTIONS
 from diffusion.metrics.robustness import DEFAULT_SEVERITIES
+from jobs.searchers import check_search
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 SECTIONS: dict[str, type] = {"model": object, "diffusion": DiffusionConfig, "train": TrainConfig}
+EMBEDDING_SECTIONS: tuple[str, ...] = ("model", "train")
+POINT_NAME = "name"
+"""The key of a trial point that names its group: the model (mlp, unet, ...) or the embedding kind (vae, classifier)."""
 SPACES = {
     "choice": tune.choice,
     "grid": tune.grid_search,
@@ -63,26 +70,44 @@ def _resources(resources: dict[str, float], where: str = "resources") -> None:
 
 
 @dataclass(frozen=True)
-class SweepSettings:
-    """How a sweep runs (the ``sweep`` section of a preset)."""
+class TuneSettings:
+    """How one Tune experiment runs: trials, concurrency, resources, ASHA, retries and the search algorithm.
+
+    The ``embeddings`` section of a preset holds these keys (next to ``vae:`` and ``classifier:``);
+    the ``sweep`` section holds them and the denoisers' FD settings (``SweepSettings``). Trials
+    report every ``report_every_images`` training images; ASHA stops none before ``grace_images``.
+    """
 
     num_samples: int = 1
     max_concurrent: int = 2
     resources: dict[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
-    eval_every_images: int = 25600
-    fd_samples: int = 300
-    fd_sampler_steps: int = 20
     report_every_images: int = 3200
     grace_images: int = 25600
     reduction_factor: int = 2
     max_failures: int = 2
+    search: str = "random"
+    """``random`` (Tune's variant generator) or a searcher Ray ships: optuna, hyperopt, ... (``jobs.searchers``)."""
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "num_samples", "max_concurrent", "eval_every_images", "fd_sampler_steps", "report_every_images",
-                 "grace_images")
-        at_least(self, 2, "fd_samples", "reduction_factor")
+        at_least(self, 1, "num_samples", "max_concurrent", "report_every_images", "grace_images")
+        at_least(self, 2, "reduction_factor")
         at_least(self, 0, "max_failures")
         _resources(self.resources)
+        check_search(self.search)
+
+
+@dataclass(frozen=True)
+class SweepSettings(TuneSettings):
+    """How the denoisers' sweep runs (the ``sweep`` section): ``TuneSettings`` plus its FD reports."""
+
+    eval_every_images: int = 25600
+    fd_samples: int = 300
+    fd_sampler_steps: int = 20
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, 1, "eval_every_images", "fd_sampler_steps")
+        at_least(self, 2, "fd_samples")
 
 
 @dataclass(frozen=True)
@@ -136,12 +161,13 @@ class Preset:
 
     name: str
     dataset: str
-    embeddings: dict[str, dict[str, Any]]
+    embeddings: dict[str, dict[str, dict[str, Any]]]
+    """Embedding kind (vae, classifier) -> overrides of its ``model`` and ``train`` sections, as ``models`` has."""
     sweep: SweepSettings
     models: dict[str, dict[str, dict[str, Any]]]
     evaluate: EvaluateSettings = EvaluateSettings()
-    embedding_resources: dict[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
-    """Per embedding-training task (``embeddings.resources``): a GPU share puts the VAE on a GPU node."""
+    embedding_sweep: TuneSettings = TuneSettings()
+    """How the embeddings' Tune experiment runs (the other keys of the ``embeddings`` section)."""
 
 
 def preset_path(name_or_path: str) -> Path:
@@ -170,12 +196,7 @@ def load_preset(name_or_path: str) -> Preset:
         dataset = DataConfig(dataset=raw.get("dataset", "mnist-embedded")).dataset
     except ConfigError as error:
         raise error.within(where) from error
-    embeddings = dict(raw.get("embeddings", {}) or {})
-    _only(embeddings, {"vae", "classifier", "resources"}, f"{where}: embeddings")
-    embedding_resources = embeddings.pop("resources", None) or {"cpu": 1, "gpu": 0}
-    _resources(embedding_resources, f"{where}: embeddings.resources")
-    for kind, overrides in embeddings.items():
-        _only(overrides or {}, {f.name for f in dataclasses.fields(TrainConfig)}, f"{where}: embeddings.{kind}")
+    embeddings, embedding_sweep = _embeddings_section(raw.get("embeddings", {}) or {}, dataset, f"{where}: embeddings")
     sweep = from_dict(SweepSettings, raw.get("sweep", {}) or {}, f"{where}: sweep")
     evaluate = from_dict(EvaluateSettings, raw.get("evaluate", {}) or {}, f"{where}: evaluate")
     models = raw.get("models", {}) or {}
@@ -188,7 +209,28 @@ def load_preset(name_or_path: str) -> Preset:
             except ConfigError as error:
                 raise error.within(where) from error
     return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()}, evaluate,
-                  embedding_resources)
+                  embedding_sweep)
+
+
+def _embeddings_section(raw: Any, dataset: str, where: str) -> tuple[dict[str, dict[str, dict[str, Any]]], TuneSettings]:
+    """The ``embeddings`` section: per kind its ``model``/``train`` overrides (search spaces allowed, each point
+    checked), and the remaining keys as the embedding experiment's ``TuneSettings``."""
+    settings_keys = {f.name for f in dataclasses.fields(TuneSettings)}
+    _only(raw, settings_keys | set(EMBEDDER_RUNS), where)
+    kinds = {kind: raw[kind] or {} for kind in EMBEDDER_RUNS if kind in raw}
+    for kind, sections in kinds.items():
+        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        if isinstance(sections, dict) and sections and set(sections) <= train_keys:
+            raise ConfigError(f"{where}.{kind}: training settings go under 'train:' (and the network's under 'model:'), "
+                              "e.g. " + kind + ": {train: {" + ", ".join(f"{k}: {v}" for k, v in sections.items()) + "}}")
+        _only(sections, set(EMBEDDING_SECTIONS), f"{where}.{kind}")
+        for point in _check_points(sections):
+            try:
+                embedding_run_config(kind, point, dataset, sample=first_point)
+            except ConfigError as error:
+                raise error.within(where) from error
+    settings = from_dict(TuneSettings, {k: v for k, v in raw.items() if k in settings_keys}, where)
+    return kinds, settings
 
 
 def _space_kind(value: Any) -> str | None:
@@ -252,8 +294,31 @@ def run_config(model: str, sections: dict[str, dict[str, Any]], dataset: str, sa
     }, where)
 
 
+def embedding_run_config(kind: str, sections: dict[str, dict[str, Any]], dataset: str, sample: Any = None) -> EmbedderRun:
+    """The run config of one embedding point: the kind's defaults (``VAERun()``, ``ClassifierRun()``) overridden by
+    ``sections`` (``model``, ``train``), each value picked by ``sample(value, where)`` (default: as given)."""
+    pick = sample or (lambda value, where: value)
+    where = f"embeddings.{kind}"
+    run_type = lookup(EMBEDDER_RUNS, kind, "embedding model kind")
+    defaults = to_dict(run_type())
+    chosen = {s: defaults[s] | {k: pick(v, f"{where}.{s}.{k}") for k, v in (sections.get(s) or {}).items()}
+              for s in EMBEDDING_SECTIONS}
+    return from_dict(run_type, {**chosen, "data": {"dataset": dataset}}, where)
+
+
+def point_space(sections: dict[str, dict[str, Any]], name: str, where: str) -> dict[str, Any]:
+    """The Tune space of one group's point (a model or an embedding kind): ``name`` under POINT_NAME, and each
+    section's values with search spaces turned into Tune's (``where``: the preset key path, for errors)."""
+    return {POINT_NAME: name, **{s: {k: tune_space(v, f"{where}.{s}.{k}") for k, v in (values or {}).items()}
+                                 for s, values in sections.items()}}
+
+
 def param_space(preset: Preset, model: str) -> dict[str, Any]:
-    """The Tune param_space of one model: its config sections with spaces turned into Tune's."""
-    sections = preset.models[model]
-    return {"arch": model, **{s: {k: tune_space(v, f"models.{model}.{s}.{k}") for k, v in (sections.get(s) or {}).items()}
-                               for s in SECTIONS}}
+    """The Tune space of one denoiser's point: its config sections with spaces turned into Tune's."""
+    return point_space({s: preset.models[model].get(s) or {} for s in SECTIONS}, model, f"models.{model}")
+
+
+def embedding_space(preset: Preset, kind: str) -> dict[str, Any]:
+    """The Tune space of one embedding kind's point (``model`` and ``train`` sections)."""
+    sections = preset.embeddings.get(kind, {})
+    return point_space({s: sections.get(s) or {} for s in EMBEDDING_SECTIONS}, kind, f"embeddings.{kind}")

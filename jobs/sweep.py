@@ -1,17 +1,18 @@
-"""``python -m jobs.sweep``: train the evaluation embeddings if missing, then sweep the denoisers with Ray Tune.
+"""``python -m jobs.sweep``: sweep the evaluation embeddings (unless the lab has them), then the denoisers, with Ray Tune.
 
-All the models' trials run in ONE Tune experiment (``<lab>/tune/sweep-<models>``), so a cluster
-stays full until the last trial ends; each model keeps its own search space from the preset and
-its own ASHA brackets (``jobs.scheduling.GroupedScheduler``), stopping poor trials early on the
-FD (VAE) they report. At the end the best trial of each model is exported to the lab store:
-exactly the EMA weights of its best FD report (carried in every checkpoint), with that FD and
-its step on the card; the trials table and the per-report history are written for the dashboard.
+Two Tune experiments, one after the other (``jobs.experiment``): the embeddings' (the VAE and
+the classifier, chosen on validation loss: ``jobs.embeddings``), then all the models' trials in
+ONE experiment (``<lab>/tune/sweep-<models>``), so a cluster stays full until the last trial
+ends; each model keeps its own search space from the preset and its own ASHA brackets, stopping
+poor trials early on the FD (VAE) they report. At the end the best trial of each model is
+exported to the lab store: exactly the EMA weights of its best FD report (carried in every
+checkpoint), with that FD and its step on the card; the trials table and the per-report history
+are written for the dashboard.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,30 +21,21 @@ from typing import Any
 
 import pandas as pd
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 
 from diffusion.core.config import ConfigError, DataConfig
-from diffusion.core.models import DENOISERS, build_denoiser
-from diffusion.lab.checkpoint import weights_from_bytes
+from diffusion.core.models import DENOISERS
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
-from jobs.embeddings import ensure_embeddings
-from jobs.presets import Preset, load_preset, param_space, run_config
+from jobs.embeddings import sweep_embeddings
+from jobs.experiment import Experiment, best_report, best_trial, export_weights, run_experiment, trial_records
+from jobs.presets import SECTIONS, Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray
-from jobs.scheduling import GroupedScheduler
-from jobs.trainable import DENOISER_KEY, model_of, read_best, train_denoiser_trial
+from jobs.trainable import train_denoiser_trial
 
-ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
-# Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
-# driver killed in between restarts those trials from scratch on --resume. Every 2 s is cheap here.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-# Trials report the loss often and the FD every few thousand images; ASHA skips the reports
-# without FD, but Tune's strict check would reject them as missing the scheduler's metric.
-os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-CHECKPOINTS_KEPT = 4
-SECTIONS = ("model", "diffusion", "train")
+HISTORY_COLUMNS = tuple(c for c in TRIAL_HISTORY.columns if c.optional)
+"""What the history keeps of each report."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-samples", type=int, default=None, help="trials per model (default: the preset's)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: the preset's)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore)")
+    parser.add_argument("--retrain-embeddings", action="store_true",
+                        help="sweep the VAE and the classifier again although the lab has them (their old scores turn stale)")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -79,7 +73,8 @@ def check_inputs(args: argparse.Namespace) -> SweepRequest:
     store = LabStore(args.lab)
     store.write_json("tune/.reachable", {"checked": time.time()})  # fails now, not after training
     print(f"[sweep] data: {ensure_dataset(store, DataConfig(dataset=preset.dataset))}", flush=True)
-    return SweepRequest(preset, models, store, args.num_samples, args.max_concurrent, args.resume)
+    return SweepRequest(preset, models, store, args.num_samples, args.max_concurrent, args.resume,
+                        args.retrain_embeddings)
 
 
 @dataclass(frozen=True)
@@ -92,6 +87,7 @@ class SweepRequest:
     num_samples: int | None = None
     max_concurrent: int | None = None
     resume: bool = False
+    retrain_embeddings: bool = False
 
 
 def experiment_name(models: Sequence[str]) -> str:
@@ -102,108 +98,33 @@ def experiment_name(models: Sequence[str]) -> str:
 def sweep_models(request: SweepRequest) -> tune.ResultGrid:
     """Run (or resume) the one Tune experiment of every requested model: per-model spaces and ASHA brackets."""
     store, preset, settings = request.store, request.preset, request.preset.sweep
-    num_samples = request.num_samples or settings.num_samples
     job = {"lab": store.root, "dataset": preset.dataset, "eval_every_images": settings.eval_every_images,
-           "report_every_images": settings.report_every_images, "fd_samples": settings.fd_samples, "fd_sampler_steps": settings.fd_sampler_steps}
-    resources = {k: v for k, v in settings.resources.items() if v}
-    trainable = tune.with_resources(train_denoiser_trial, resources)
-    name = experiment_name(request.models)
-    path = store.uri("tune", name)
-    if request.resume and tune.Tuner.can_restore(path):
-        print(f"[sweep] resuming {path}", flush=True)
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
-    scheduler = GroupedScheduler({model: ASHAScheduler(time_attr="images_seen", metric="fd", mode="min", max_t=ASHA_MAX_IMAGES,
-                                                       grace_period=settings.grace_images,
-                                                       reduction_factor=settings.reduction_factor)
-                                  for model in request.models}, model_of)
-    # a grid over the models, each point holding its own search space: num_samples trials per model
-    space = {DENOISER_KEY: tune.grid_search([param_space(preset, model) for model in request.models]), "_job": job}
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=request.max_concurrent or settings.max_concurrent),
-        run_config=tune.RunConfig(
-            name=name, storage_path=store.tune_storage(), verbose=1,
-            # keep the newest few by recency: the experiment state that --resume reads may lag a
-            # report or two behind, and must still find the checkpoint it names; every checkpoint
-            # carries the trial's best-FD weights, so the export never needs an older one
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        ),
-    )
-    print(f"[sweep] {num_samples} trial(s) each of {', '.join(request.models)} in one experiment -> {path}", flush=True)
-    return tuner.fit()
-
-
-def trial_rows(store: LabStore, results: tune.ResultGrid) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
-    """One row per trial (model, config, status, final and best metrics, checkpoint) and its report history."""
-    rows, histories = [], []
-    for result in results:
-        point = result.config[DENOISER_KEY]
-        model = model_of(result.config)
-        config = {f"{section}.{k}": v for section in SECTIONS for k, v in (point.get(section) or {}).items()}
-        history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
-        if not history.empty and "step" in history:
-            # a report logged after the last checkpoint is made again on resume: keep the later one
-            history = history.drop_duplicates("step", keep="last")
-        scored = history.dropna(subset=["fd"]) if "fd" in history else pd.DataFrame()
-        best = scored.loc[scored.fd.idxmin()] if not scored.empty else None
-        latest = result.checkpoint  # the trial's last checkpoint: it carries the best-FD weights
-        trial_id = result.metrics.get("trial_id", result.path.rsplit("/", 1)[-1])
-        rows.append({"model": model, "trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED",
-                     "error": str(result.error)[:500] if result.error else "", **config,
-                     "final_loss": result.metrics.get("loss"), "final_fd": result.metrics.get("fd"),
-                     "best_fd": float(best.fd) if best is not None else None,
-                     "best_step": int(best.step) if best is not None else None,
-                     "fd_floor": result.metrics.get("fd_floor"),
-                     "images_seen": result.metrics.get("images_seen"),
-                     "time_total_s": result.metrics.get("time_total_s"), "node_id": result.metrics.get("node_id"),
-                     "device": result.metrics.get("device"),
-                     "checkpoint": store.uri_of(latest.path) if latest else None,
-                     "trial_path": store.uri_of(result.path)})
-        if not history.empty:
-            keep = [c for c in TRIAL_HISTORY.columns if c.optional and c in history]  # the report's columns
-            histories.append(history[keep].assign(model=model, trial_id=trial_id))
-    return rows, histories
+           "report_every_images": settings.report_every_images, "fd_samples": settings.fd_samples,
+           "fd_sampler_steps": settings.fd_sampler_steps}
+    experiment = Experiment(experiment_name(request.models), train_denoiser_trial,
+                            {model: param_space(preset, model) for model in request.models}, job, settings, "fd",
+                            request.num_samples, request.max_concurrent)
+    return run_experiment(store, experiment, request.resume)
 
 
 def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Export the EMA weights of ``model``'s best FD report (over all its trials) as ``<model>``; mark its row."""
-    scored = [r for r in rows if r["model"] == model and r["checkpoint"] and r["best_fd"] is not None]
-    if not scored:
+    best = best_trial(rows, model, "fd", TRIALS.model)
+    if best is None:
         print(f"[sweep] {model}: no trial produced a scored checkpoint; nothing exported", flush=True)
         return None
-    best = min(scored, key=lambda r: r["best_fd"])
     sections = {s: {k.split(".", 1)[1]: v for k, v in best.items() if k.startswith(f"{s}.") and v is not None}
                 for s in SECTIONS}
     run = run_config(model, sections, preset.dataset)
-    with tune.Checkpoint(best["checkpoint"]).as_directory() as directory:
-        found = read_best(directory)
-    if found is None:
-        raise LabStoreError(f"{best['checkpoint']}: the checkpoint carries no best-FD weights; cannot export {model}")
-    weights, info = found
-    network = build_denoiser(run.model)
-    network.load_state_dict(weights_from_bytes(weights, f"{best['checkpoint']} (best weights)"), strict=True)
+    weights, info = best_report(best["checkpoint"])
     metrics = {"fd_vae_sweep": info["fd"], "fd_floor_sweep": info["fd_floor"], "fd_step_sweep": info["step"],
                "fd_samples_sweep": info.get("fd_samples"), "fd_sampler_sweep": info.get("fd_sampler"),
                "trial_id": best["trial_id"], "steps": info["step"], "images_seen": info["images_seen"],
                "trained_steps": int(best["images_seen"] or 0) // run.train.batch_size, "train_seconds": best["time_total_s"]}
-    registry = ModelRegistry(store)
-    registry.export_model(model, network.eval(), run, metrics)
-    for row in rows:
-        if row["model"] == model:
-            row["is_best"] = row is best
+    export_weights(store, model, run, weights, best["checkpoint"], metrics)
     print(f"[sweep] {model}: exported trial {best['trial_id']} at step {info['step']} (FD {info['fd']:.4g}) "
-          f"-> {store.uri(registry.model_path(model))}", flush=True)
+          f"-> {store.uri(ModelRegistry(store).model_path(model))}", flush=True)
     return metrics
-
-
-def write_tables(store: LabStore, models: list[str], rows: list[dict[str, Any]], histories: list[pd.DataFrame]) -> None:
-    """Replace these models' rows of the ``trials`` and ``trial_history`` tables, keeping other models' (and other writers') rows."""
-    tables = TableStore(store)
-    tables.update(TRIALS, pd.DataFrame(rows), keys=models)
-    tables.update(TRIAL_HISTORY, pd.concat(histories) if histories else pd.DataFrame(), keys=models)
 
 
 @dataclass(frozen=True)
@@ -219,17 +140,19 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     start = time.perf_counter()
     start_ray()
     store, preset = request.store, request.preset
-    ensure_embeddings(store, preset.dataset, preset.embeddings, "sweep", preset.embedding_resources)
+    sweep_embeddings(store, preset, "sweep", retrain=request.retrain_embeddings, resume=request.resume)
     embedded = time.perf_counter()
-    rows, histories = trial_rows(store, sweep_models(request))
+    records = trial_records(store, sweep_models(request), "fd", TRIALS.model, HISTORY_COLUMNS, ("fd_floor",))
     trained = time.perf_counter()
     for model in request.models:
-        export_best(store, preset, model, rows)
-    write_tables(store, request.models, rows, histories)
+        export_best(store, preset, model, records.rows)
+    tables = TableStore(store)
+    tables.update(TRIALS, pd.DataFrame(records.rows), keys=request.models)
+    tables.update(TRIAL_HISTORY, records.history, keys=request.models)
     seconds = {"embeddings": embedded - start, "trials": trained - embedded, "export": time.perf_counter() - trained}
     print(f"[sweep] done in {sum(seconds.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-          + f"): {len(rows)} trials, tables in {store.uri('tables')}", flush=True)
-    return SweepOutcome(pd.DataFrame(rows), seconds)
+          + f"): {len(records.rows)} trials, tables in {store.uri('tables')}", flush=True)
+    return SweepOutcome(pd.DataFrame(records.rows), seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,15 +42,3 @@ def classifier_loss() -> LossFn:
         return nn.functional.cross_entropy(model(images).float(), labels)
 
     return loss
-
-
-@torch.inference_mode()
-def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``images`` classified as their label."""
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start : start + batch_size].to(device))
-        correct += int((logits.argmax(1).cpu() == labels[start : start + batch_size]).sum())
-    return correct / len(images)

@@ -29,6 +29,9 @@ from diffusion.lab.store import LabStore
 SPLITS: tuple[str, ...] = ("train", "test")
 EMBEDDED_TEST_PER_DIGIT = 100  # 500 images per digit: 400 train, 100 held-out test
 SPLIT_SEED = 20_200_619  # fixed forever: the embedded split must never change between runs
+VALIDATION_FRACTION = 0.1  # of the training split, held out to choose the evaluation embeddings
+VALIDATION_MAX_PER_DIGIT = 500  # full MNIST: 5,000 validation digits are plenty for a -ELBO
+VALIDATION_SEED = 20_261_129  # fixed forever: a VAE is chosen on the same digits in every run
 
 
 class DatasetUnavailable(RuntimeError):
@@ -44,6 +47,11 @@ class Digits:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> Digits:
+        """The digits at ``indices``, in that order."""
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return Digits(self.images[index], self.labels[index])
 
 
 def stratified_split(labels: np.ndarray, test_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +110,26 @@ def load_mnist(split: str, root: str | Path, download: bool = False) -> Digits:
             f"or copy torchvision's MNIST/raw files there, or use dataset 'mnist-embedded' (offline)"
         ) from error
     return Digits(to_model_range(data.data.numpy()), data.targets.to(torch.int64))
+
+
+@dataclass(frozen=True)
+class SelectionSplits:
+    """The training split, cut in two for models chosen on held-out data (the evaluation embeddings):
+    ``fit`` trains them, ``validation`` chooses among them. The test split is the FD's reference
+    set, so it never takes part in choosing the yardstick."""
+
+    fit: Digits
+    validation: Digits
+
+
+def selection_splits(config: DataConfig, store: LabStore | None = None) -> SelectionSplits:
+    """``config``'s training split cut into fit and validation: a fixed, seeded cut with the same number of
+    each digit held out (VALIDATION_FRACTION of the split, at most VALIDATION_MAX_PER_DIGIT per digit)."""
+    train = load_dataset(config, "train", store)
+    labels = train.labels.numpy()
+    per_digit = max(1, min(VALIDATION_MAX_PER_DIGIT, int(len(labels) * VALIDATION_FRACTION) // len(np.unique(labels))))
+    fit_idx, validation_idx = stratified_split(labels, per_digit, VALIDATION_SEED)
+    return SelectionSplits(train.subset(fit_idx), train.subset(validation_idx))
 
 
 def load_sklearn_digits() -> Digits:

@@ -167,8 +167,10 @@ SCORES = TableSchema("scores", "python -m jobs.evaluate", key="model", columns=(
     Column("seconds_per_image", "float"), Column("images_per_s", "float"), Column("parameters", "integer"),
     Column("weights_sha256", "string"), Column("train_seconds", "float"),
     Column("images_seen", "integer", nullable=True), Column("device", "string"),
+    Column("embedding_sha256", "string", optional=True), Column("embedding_trial", "string", optional=True),
 ))
-"""One row per (model, sampler setting, embedding): FD next to its floor at the same N, KID, speed."""
+"""One row per (model, sampler setting, embedding): FD next to its floor at the same N, KID, speed, and the embedding's
+weights it was measured in (``embedding_sha256``, ``embedding_trial``; absent in tables written before they existed)."""
 
 TRIALS = TableSchema("trials", "python -m jobs.sweep", key="model", prefixes=("model.", "diffusion.", "train."), columns=(
     Column("model", "string"), Column("trial_id", "string"), Column("status", "string"), Column("error", "string"),
@@ -191,10 +193,34 @@ TRIAL_HISTORY = TableSchema("trial_history", "python -m jobs.sweep", key="model"
 ))
 """One row per trial report: the loss, and the FD where the report scored one."""
 
+EMBEDDING_TRIALS = TableSchema("embedding_trials", "python -m jobs.sweep (its embeddings stage)", key="kind",
+                               prefixes=("model.", "train."), columns=(
+    Column("kind", "string"), Column("trial_id", "string"), Column("status", "string"), Column("error", "string"),
+    Column("final_loss", "float"), Column("final_val_loss", "float"), Column("best_val_loss", "float"),
+    Column("best_step", "integer", nullable=True), Column("val_neg_elbo", "float", optional=True),
+    Column("val_accuracy", "float", optional=True),
+    Column("images_seen", "integer", nullable=True), Column("time_total_s", "float"),
+    Column("node_id", "string", nullable=True), Column("device", "string", nullable=True),
+    Column("checkpoint", "string", nullable=True), Column("trial_path", "string"),
+    Column("is_best", "bool", optional=True),
+))
+"""One row per embedding trial (VAE, classifier): its config, status, final and best validation loss (the selection figure)."""
+
+EMBEDDING_HISTORY = TableSchema("embedding_history", EMBEDDING_TRIALS.job, key="kind", columns=(
+    Column("kind", "string"), Column("trial_id", "string"),
+    *(Column(name, kind, optional=True) for name, kind in (
+        ("step", "integer"), ("images_seen", "integer"), ("loss", "float"), ("val_loss", "float"),
+        ("val_neg_elbo", "float"), ("val_reconstruction", "float"), ("val_kl", "float"), ("val_accuracy", "float"),
+        ("resumed", "bool"), ("time_total_s", "float"), ("timestamp", "integer"), ("node_id", "string"),
+        ("device", "string"))),
+))
+"""One row per embedding trial report: the training loss and the validation figures."""
+
 ROBUSTNESS = TableSchema("robustness", "python -m jobs.evaluate (or python -m diffusion robustness)", columns=(
     Column("corruption", "string"), Column("severity", "float"), Column("embedding", "string"),
     Column("seed", "integer"), Column("n", "integer"), Column("fd", "float"), Column("mean_term", "float"),
     Column("trace_term", "float"), Column("floor_mean", "float"), Column("ratio", "float"),
+    Column("embedding_sha256", "string", optional=True), Column("embedding_trial", "string", optional=True),
 ))
 """One row per (corruption, severity, embedding, seed): FD of corrupted real digits, and its ratio to the floor."""
 
@@ -202,10 +228,12 @@ ROBUSTNESS_SUMMARY = TableSchema("robustness_summary", ROBUSTNESS.job, columns=(
     Column("corruption", "string"), Column("embedding", "string"), Column("floor_mean", "float"),
     Column("floor_std", "float"), Column("monotonicity", "float"), Column("detection_threshold", "float"),
     Column("max_ratio", "float"),
+    Column("embedding_sha256", "string", optional=True), Column("embedding_trial", "string", optional=True),
 ))
 """One row per (corruption, embedding): the floor, monotonicity and detection threshold of its curve."""
 
-TABLES: dict[str, TableSchema] = {t.name: t for t in (SCORES, TRIALS, TRIAL_HISTORY, ROBUSTNESS, ROBUSTNESS_SUMMARY)}
+TABLES: dict[str, TableSchema] = {t.name: t for t in (SCORES, TRIALS, TRIAL_HISTORY, EMBEDDING_TRIALS, EMBEDDING_HISTORY,
+                                                      ROBUSTNESS, ROBUSTNESS_SUMMARY)}
 """Every declared table, by name."""
 
 

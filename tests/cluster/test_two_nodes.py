@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # starts a two-node Ray cluster on moto S3
 
 EVERY = 10  # steps between reports (and checkpoints): report_every_images / batch_size
 PRESET = """
-embeddings: {{vae: {{steps: 60}}, classifier: {{steps: 20}}}}
+embeddings: {{vae: {{train: {{steps: 60}}}}, classifier: {{train: {{steps: 20}}}}}}
 sweep: {{num_samples: 2, max_concurrent: 2, resources: {{cpu: 1, gpu: 0}}, eval_every_images: 1280, report_every_images: 320,
         fd_samples: 64, fd_sampler_steps: 3, grace_images: 10000000, reduction_factor: 2, max_failures: 2}}
 models:

@@ -49,6 +49,13 @@ def test_bad_flags_fail_before_any_trial(args: list[str], message: str, tmp_path
         ("models:\n  mlp:\n    diffusion: {schedule: {choice: [linear, sigmoid]}}\n", "schedule 'sigmoid' is not one of"),
         ("sweep:\n  trials: 3\n", "sweep: unknown key(s) ['trials']"),
         ("models:\n  vit: {}\n", "models: unknown key(s) ['vit']"),
+        ("embeddings:\n  vae: {steps: 150}\n",
+         "embeddings.vae: training settings go under 'train:' (and the network's under 'model:'), e.g. vae: {train: {steps: 150}}"),
+        ("embeddings:\n  vae: {model: {latent_dim: {choice: [8, 0]}}}\n", "latent_dim"),
+        ("embeddings:\n  vae: {train: {lr: {uniform: [1, 1]}}}\n", "embeddings.vae.train.lr: uniform [1, 1] cannot be sampled"),
+        ("embeddings:\n  num_trials: 2\n", "embeddings: unknown key(s) ['num_trials']"),
+        ("sweep:\n  search: bayes\n", "unknown search algorithm 'bayes'; accepted: random, "),
+        ("embeddings:\n  search: zoopt\n", "'zoopt' needs the 'zoopt' package, which is not installed; run: pip install zoopt"),
     ],
 )
 def test_bad_presets_name_the_bad_value(body: str, message: str, tmp_path: Path, capsys) -> None:
@@ -67,10 +74,10 @@ def test_an_unreachable_lab_fails_before_any_trial(tmp_path: Path, capsys) -> No
 
 GPU_SHARE_PRESET = """
 dataset: mnist                      # full MNIST: here the embedded set in torchvision's files, copied into the lab
-embeddings: {resources: {cpu: 1, gpu: 0.25}, vae: {steps: 150}, classifier: {steps: 60}}
+embeddings: {resources: {cpu: 1, gpu: 0.25}, vae: {train: {steps: 150}}, classifier: {train: {steps: 60}}}
 sweep: {num_samples: 2, max_concurrent: 4, resources: {cpu: 0.5, gpu: 0.25}, eval_every_images: 640,
         report_every_images: 320, fd_samples: 100, fd_sampler_steps: 5, grace_images: 100000, reduction_factor: 2,
-        max_failures: 2}
+        max_failures: 2, search: optuna}   # one Optuna searcher per model (jobs.searchers.GroupedSearcher)
 models:
   mlp:
     model: {width: 32, depth: 1}
@@ -88,7 +95,8 @@ WITH_LOGICAL_GPU = ("import sys, ray; ray.init(address='local', num_cpus=2, num_
 
 @pytest.mark.slow
 def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_from_the_last_checkpoint(tmp_path: Path) -> None:
-    """Two models x two trials in one Tune experiment on fractional (logical) GPUs, full MNIST read from the lab store.
+    """Two models x two trials in one Tune experiment on fractional (logical) GPUs, drawn by one Optuna searcher per
+    model, full MNIST read from the lab store.
 
     Every trial fails once at step 15 (retried from its step-10 checkpoint) and has its weights
     spoiled after step 10, so its FD gets worse late: the export must be the step-10 weights.
@@ -107,6 +115,8 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "4 trial(s): 2 of mlp, 2 of unet (optuna search)" in result.stdout
+    assert "1 of vae, 1 of classifier" in result.stdout  # embeddings fixed at every value: one trial each
     store = LabStore(lab)
     models, tables = ModelRegistry(store), TableStore(store)
     assert set(models.list_models(kind="denoiser")) == {"mlp", "unet"}

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow  # starts a sweep on Ray, killed and resumed
 ROOT = Path(__file__).resolve().parents[2]
 LAST = 11  # 120 steps, a report and checkpoint every 10
 PRESET = """
-embeddings: {vae: {steps: 60}, classifier: {steps: 20}}
+embeddings: {vae: {train: {steps: 60}}, classifier: {train: {steps: 20}}}
 sweep: {num_samples: 3, max_concurrent: 1, eval_every_images: 320, report_every_images: 320, fd_samples: 64, fd_sampler_steps: 3,
         grace_images: 100000, reduction_factor: 2, max_failures: 1}
 models:

@@ -1,0 +1,160 @@
+"""One Tune experiment over several groups (models, or embedding kinds): its run, its trials table, its export.
+
+Both sweeps of the lab go through here: the embeddings' (VAE and classifier, chosen on
+validation loss) and the denoisers' (chosen on FD). Each group keeps its own search space and
+its own ASHA brackets (``jobs.scheduling.GroupedScheduler``) and its own searcher (random
+draws, or a model-based searcher such as Optuna: ``jobs.searchers.GroupedSearcher``). Trials report
+``<metric>`` (lower is better) and checkpoint the weights of their best report
+(``jobs.trial_state``); the export writes exactly those weights to the lab store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from diffusion.lab.checkpoint import weights_from_bytes
+from diffusion.lab.kinds import MODEL_KINDS, kind_of
+from diffusion.lab.registry import ModelRegistry
+from diffusion.lab.store import LabStore, LabStoreError
+from jobs.presets import POINT_NAME, TuneSettings
+from jobs.scheduling import GroupedScheduler
+from jobs.searchers import GroupedSearcher
+from jobs.trial_state import POINT_KEY, group_of, read_best
+
+ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
+# Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
+# driver killed in between restarts those trials from scratch on --resume. Every 2 s is cheap here.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+# Trials report the loss often and the FD every few thousand images; ASHA skips the reports
+# without FD, but Tune's strict check would reject them as missing the scheduler's metric.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+CHECKPOINTS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A Tune experiment: ``spaces`` maps each group to its point's Tune space (``jobs.presets.point_space``)."""
+
+    name: str
+    trainable: Callable[[dict[str, Any]], None]
+    spaces: dict[str, dict[str, Any]]
+    job: dict[str, Any]
+    """Settings every trial reads under ``_job`` (lab, data set, report intervals, ...)."""
+    settings: TuneSettings
+    metric: str
+    """What the trials report and ASHA and the searcher minimise: ``fd`` or ``val_loss``."""
+    num_samples: int | None = None
+    max_concurrent: int | None = None
+
+
+def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False) -> tune.ResultGrid:
+    """Run (or, with ``resume``, continue) ``experiment``: its trials in ``<lab>/tune/<name>``."""
+    settings = experiment.settings
+    trainable = tune.with_resources(experiment.trainable, {k: v for k, v in settings.resources.items() if v})
+    path = store.uri("tune", experiment.name)
+    if resume and tune.Tuner.can_restore(path):
+        print(f"[{experiment.name}] resuming {path}", flush=True)
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
+    groups = list(experiment.spaces)
+    num_samples = experiment.num_samples or settings.num_samples
+    scheduler = GroupedScheduler({group: ASHAScheduler(time_attr="images_seen", metric=experiment.metric, mode="min",
+                                                       max_t=ASHA_MAX_IMAGES, grace_period=settings.grace_images,
+                                                       reduction_factor=settings.reduction_factor)
+                                  for group in groups}, group_of)
+    searcher = GroupedSearcher(settings.search, experiment.spaces, num_samples, experiment.metric, "min",
+                               wrap=lambda group, point: {POINT_KEY: point})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"_job": experiment.job},
+        tune_config=tune.TuneConfig(scheduler=scheduler, search_alg=searcher, num_samples=searcher.trials,
+                                    max_concurrent_trials=experiment.max_concurrent or settings.max_concurrent),
+        run_config=tune.RunConfig(
+            name=experiment.name, storage_path=store.tune_storage(), verbose=1,
+            # keep the newest few by recency: the experiment state that --resume reads may lag a
+            # report or two behind, and must still find the checkpoint it names; every checkpoint
+            # carries the trial's best weights, so the export never needs an older one
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        ),
+    )
+    counts = ", ".join(f"{searcher.trials_of[g]} of {g}" for g in groups)
+    print(f"[{experiment.name}] {searcher.trials} trial(s): {counts} ({settings.search} search) -> {path}", flush=True)
+    return tuner.fit()
+
+
+@dataclass(frozen=True)
+class TrialRecords:
+    """One row per trial (its group, config, status, final and best metric, checkpoint) and every trial's reports."""
+
+    rows: list[dict[str, Any]]
+    history: pd.DataFrame
+
+
+def trial_records(store: LabStore, results: tune.ResultGrid, metric: str, group_column: str,
+                  history_columns: tuple[str, ...], final_columns: tuple[str, ...] = ()) -> TrialRecords:
+    """The trials of ``results``: per trial ``<group_column>``, ``trial_id``, status, config as ``<section>.<key>``,
+    ``final_loss``, ``final_<metric>``, ``best_<metric>`` with its ``best_step``, the last value of each of
+    ``final_columns``, where and how long it ran, its last checkpoint (which carries the best weights); the
+    history keeps ``history_columns`` of every report."""
+    rows, histories = [], []
+    for result in results:
+        point = result.config[POINT_KEY]
+        group = group_of(result.config)
+        config = {f"{section}.{k}": v for section, values in point.items() if section != POINT_NAME
+                  for k, v in (values or {}).items()}
+        history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
+        if not history.empty and "step" in history:
+            # a report logged after the last checkpoint is made again on resume: keep the later one
+            history = history.drop_duplicates("step", keep="last")
+        scored = history.dropna(subset=[metric]) if metric in history else pd.DataFrame()
+        best = scored.loc[scored[metric].idxmin()] if not scored.empty else None
+        latest = result.checkpoint
+        trial_id = result.metrics.get("trial_id", result.path.rsplit("/", 1)[-1])
+        rows.append({group_column: group, "trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED",
+                     "error": str(result.error)[:500] if result.error else "", **config,
+                     "final_loss": result.metrics.get("loss"), f"final_{metric}": result.metrics.get(metric),
+                     f"best_{metric}": float(best[metric]) if best is not None else None,
+                     "best_step": int(best["step"]) if best is not None else None,
+                     **{column: result.metrics.get(column) for column in final_columns},
+                     "images_seen": result.metrics.get("images_seen"),
+                     "time_total_s": result.metrics.get("time_total_s"), "node_id": result.metrics.get("node_id"),
+                     "device": result.metrics.get("device"),
+                     "checkpoint": store.uri_of(latest.path) if latest else None,
+                     "trial_path": store.uri_of(result.path)})
+        if not history.empty:
+            keep = [c for c in history_columns if c in history]
+            histories.append(history[keep].assign(**{group_column: group, "trial_id": trial_id}))
+    return TrialRecords(rows, pd.concat(histories, ignore_index=True) if histories else pd.DataFrame())
+
+
+def best_trial(rows: list[dict[str, Any]], group: str, metric: str, group_column: str) -> dict[str, Any] | None:
+    """The row of ``group``'s trial with the lowest best ``metric`` among those with a checkpoint; marks ``is_best``."""
+    scored = [r for r in rows if r[group_column] == group and r["checkpoint"] and r[f"best_{metric}"] is not None]
+    best = min(scored, key=lambda r: r[f"best_{metric}"]) if scored else None
+    for row in rows:
+        if row[group_column] == group:
+            row["is_best"] = row is best
+    return best
+
+
+def best_report(checkpoint: str) -> tuple[bytes, dict[str, Any]]:
+    """The best weights a trial checkpoint carries (safetensors bytes) and their report (score, step, ...)."""
+    with tune.Checkpoint(checkpoint).as_directory() as directory:
+        found = read_best(directory)
+    if found is None:
+        raise LabStoreError(f"{checkpoint}: the checkpoint carries no best weights; nothing to export")
+    return found
+
+
+def export_weights(store: LabStore, name: str, run: Any, weights: bytes, source: str, metrics: dict[str, Any]) -> None:
+    """Export ``weights`` (read from ``source``) as model ``name``, rebuilt from its run config, with ``metrics`` on its card."""
+    network = MODEL_KINDS[kind_of(run)].build(run)
+    network.load_state_dict(weights_from_bytes(weights, f"{source} (best weights)"), strict=True)
+    ModelRegistry(store).export_model(name, network.eval(), run, metrics)
