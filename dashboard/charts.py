@@ -30,8 +30,8 @@ def leaderboard_bars(board: pd.DataFrame, embedding: str) -> go.Figure:
     return figure
 
 
-def hyperparameter_coordinates(trials: pd.DataFrame, columns: list[str]) -> go.Figure:
-    """Parallel coordinates of the swept hyperparameters, coloured by the trial's best FD."""
+def hyperparameter_coordinates(trials: pd.DataFrame, columns: list[str], score: str = TRIALS.best_fd) -> go.Figure:
+    """Parallel coordinates of the swept hyperparameters, coloured by the trial's best ``score`` (best_fd, best_val_loss)."""
     dimensions = []
     for column in columns:
         values = trials[column]
@@ -41,19 +41,19 @@ def hyperparameter_coordinates(trials: pd.DataFrame, columns: list[str]) -> go.F
             codes, labels = pd.factorize(values.astype(str))
             dimensions.append({"label": column, "values": codes, "tickvals": list(range(len(labels))),
                                "ticktext": list(labels)})
-    best_fd = trials[TRIALS.best_fd].astype(float)
-    dimensions.append({"label": "best FD (vae)", "values": best_fd})
-    return go.Figure(go.Parcoords(line={"color": best_fd, "colorscale": "Viridis_r",
-                                        "showscale": True, "colorbar": {"title": "best FD"}},
-                                  dimensions=dimensions))
+    best = trials[score].astype(float)
+    label = score.replace("_", " ")
+    dimensions.append({"label": label, "values": best})
+    return go.Figure(go.Parcoords(line={"color": best, "colorscale": "Viridis_r", "showscale": True,
+                                        "colorbar": {"title": label}}, dimensions=dimensions))
 
 
-def learning_curves(history: pd.DataFrame, metric: str) -> go.Figure:
-    """``metric`` (loss or fd) against training images, one line per trial."""
+def learning_curves(history: pd.DataFrame, metric: str, group: str = TRIAL_HISTORY.model) -> go.Figure:
+    """``metric`` (loss, fd, val_loss) against training images, one line per trial, named by its ``group`` (model or kind)."""
     figure = go.Figure()
     for trial_id, reports in history.groupby(TRIAL_HISTORY.trial_id, sort=False):
         points = reports.dropna(subset=[metric]).sort_values(TRIAL_HISTORY.images_seen)
-        label = f"{points[TRIAL_HISTORY.model].iloc[0]} {trial_id}" if len(points) else str(trial_id)
+        label = f"{points[group].iloc[0]} {trial_id}" if len(points) else str(trial_id)
         figure.add_trace(go.Scatter(x=points[TRIAL_HISTORY.images_seen], y=points[metric], mode="lines+markers", name=label))
     figure.update_layout(xaxis_title="training images", yaxis_title=metric, yaxis_type="log", margin={"t": 30})
     return figure

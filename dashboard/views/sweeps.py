@@ -1,52 +1,94 @@
-"""Sweeps: every trial of every model, the hyperparameters against FD, and learning curves."""
+"""Sweeps: every trial of the denoisers' sweep and of the embeddings' sweep, hyperparameters against the score, curves."""
+
+from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, lab_data
-from dashboard.page_tools import or_stop, settings
-from diffusion.lab.tables import TRIAL_HISTORY, TRIALS
+from dashboard.page_tools import settings
+from diffusion.lab.tables import EMBEDDING_HISTORY, EMBEDDING_TRIALS, TRIAL_HISTORY, TRIALS, TableSchema
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """One Tune experiment's tables and what its trials are scored by (lower is better)."""
+
+    trials: TableSchema
+    history: TableSchema
+    group: str
+    score: str
+    """The trials table's best-score column (best_fd, best_val_loss)."""
+    curve: str
+    """The history's score column (fd, val_loss)."""
+    chosen: str
+
+
+DENOISERS = SweepView(TRIALS, TRIAL_HISTORY, TRIALS.model, TRIALS.best_fd, TRIAL_HISTORY.fd,
+                      "★ marks each model's best trial by FD (its best report's weights are exported to the lab store).")
+EMBEDDINGS = SweepView(EMBEDDING_TRIALS, EMBEDDING_HISTORY, EMBEDDING_TRIALS.kind, EMBEDDING_TRIALS.best_val_loss,
+                       EMBEDDING_HISTORY.val_loss,
+                       "★ marks the embedding chosen for each kind: the lowest validation loss (VAE: held-out -ELBO, "
+                       "nats per image; classifier: cross-entropy), on digits held out of the training split, never "
+                       "the test digits every FD is measured against.")
+
+
+def show_sweep(view: SweepView, lab: str, key: str) -> None:
+    """The trials table (★ the chosen one per group), hyperparameters against the score, and learning curves."""
+    try:
+        trials = lab_data.table(lab, view.trials)
+    except lab_data.LabUnavailable as reason:
+        st.info(str(reason))
+        return
+    is_best = trials["is_best"].fillna(False).astype(bool) if "is_best" in trials else pd.Series(False, index=trials.index)
+    trials.insert(0, "best", is_best.map(lambda best: "★" if best else ""))
+    left, right = st.columns(2)
+    groups = sorted(trials[view.group].unique())
+    chosen_groups = left.multiselect(view.group.capitalize() + "s", groups, default=groups, key=f"{key}-groups")
+    statuses = sorted(trials[view.trials.status].unique())
+    chosen_status = right.multiselect("Status", statuses, default=statuses, key=f"{key}-status")
+    shown = trials[trials[view.group].isin(chosen_groups) & trials[view.trials.status].isin(chosen_status)]
+    hyper = [c for c in trials.columns if c.startswith(view.trials.prefixes)]
+    extra = [c for c in ("final_fd", "final_val_loss", "val_neg_elbo", "val_accuracy") if c in trials.columns]
+    summary = ["best", view.group, view.trials.trial_id, view.trials.status, *hyper, view.score, *extra,
+               view.trials.final_loss, view.trials.images_seen, view.trials.time_total_s]
+    st.dataframe(shown[[c for c in summary if c in shown.columns]], hide_index=True, width="stretch")
+    st.caption(f"{len(shown)} of {len(trials)} trials; {view.chosen}")
+
+    st.subheader("Hyperparameters and score")
+    group = st.selectbox(view.group.capitalize(), chosen_groups or groups, key=f"{key}-group")
+    of_group = trials[(trials[view.group] == group) & trials[view.score].notna()]
+    varying = [c for c in hyper if c in of_group and of_group[c].nunique(dropna=True) > 1]
+    if len(of_group) < 2 or not varying:
+        st.info(f"{group}: {len(of_group)} scored trial(s) and no hyperparameter that varies; nothing to compare.")
+    else:
+        st.plotly_chart(charts.hyperparameter_coordinates(of_group, varying, view.score), width="stretch",
+                        key=f"{key}-coordinates")
+
+    st.subheader("Learning curves")
+    try:
+        history = lab_data.table(lab, view.history)
+    except lab_data.LabUnavailable as reason:
+        st.info(str(reason))
+        return
+    best_ids = trials[is_best][view.trials.trial_id].tolist()
+    options = shown[view.trials.trial_id].tolist()
+    groups_of = trials.set_index(view.trials.trial_id)[view.group]
+    selected = st.multiselect("Trials", options, default=[t for t in best_ids if t in options], key=f"{key}-trials",
+                              format_func=lambda t: f"{groups_of.get(t, '?')} {t}")
+    curves = history[history[view.history.trial_id].isin(selected)]
+    if curves.empty:
+        st.info("Choose trials to see their curves.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(charts.learning_curves(curves, "loss", view.group), width="stretch", key=f"{key}-loss")
+    right.plotly_chart(charts.learning_curves(curves, view.curve, view.group), width="stretch", key=f"{key}-score")
+
 
 st.title("Sweeps")
 lab = settings().lab
-trials = or_stop(lambda: lab_data.table(lab, TRIALS))
-is_best = trials[TRIALS.is_best].fillna(False).astype(bool) if TRIALS.is_best in trials else pd.Series(False, index=trials.index)
-trials.insert(0, "best", is_best.map(lambda best: "★" if best else ""))
-left, right = st.columns(2)
-models = sorted(trials[TRIALS.model].unique())
-chosen_models = left.multiselect("Models", models, default=models)
-statuses = sorted(trials[TRIALS.status].unique())
-chosen_status = right.multiselect("Status", statuses, default=statuses)
-shown = trials[trials[TRIALS.model].isin(chosen_models) & trials[TRIALS.status].isin(chosen_status)]
-hyper = [c for c in trials.columns if c.startswith(TRIALS.prefixes)]
-summary = ["best", TRIALS.model, TRIALS.trial_id, TRIALS.status, *hyper, TRIALS.best_fd, TRIALS.final_fd, TRIALS.final_loss,
-           TRIALS.images_seen, TRIALS.time_total_s]
-st.dataframe(shown[[c for c in summary if c in shown.columns]], hide_index=True, width="stretch")
-st.caption(f"{len(shown)} of {len(trials)} trials; ★ marks each model's best trial (exported to the lab store).")
-
-st.subheader("Hyperparameters and FD")
-model = st.selectbox("Model", chosen_models or models)
-of_model = trials[(trials[TRIALS.model] == model) & trials[TRIALS.best_fd].notna()]
-varying = [c for c in hyper if c in of_model and of_model[c].nunique(dropna=True) > 1]
-if len(of_model) < 2 or not varying:
-    st.info(f"{model}: {len(of_model)} scored trial(s) and no hyperparameter that varies; nothing to compare.")
-else:
-    st.plotly_chart(charts.hyperparameter_coordinates(of_model, varying), width="stretch")
-
-st.subheader("Learning curves")
-try:
-    history = lab_data.table(lab, TRIAL_HISTORY)
-except lab_data.LabUnavailable as reason:
-    st.info(str(reason))
-    st.stop()
-best_ids = trials[is_best][TRIALS.trial_id].tolist()
-options = shown[TRIALS.trial_id].tolist()
-selected = st.multiselect("Trials", options, default=[t for t in best_ids if t in options],
-                          format_func=lambda t: f"{trials.set_index(TRIALS.trial_id)[TRIALS.model].get(t, '?')} {t}")
-curves = history[history[TRIAL_HISTORY.trial_id].isin(selected)]
-if curves.empty:
-    st.info("Choose trials to see their curves.")
-else:
-    left, right = st.columns(2)
-    left.plotly_chart(charts.learning_curves(curves, TRIAL_HISTORY.loss), width="stretch")
-    right.plotly_chart(charts.learning_curves(curves, TRIAL_HISTORY.fd), width="stretch")
+denoisers, embeddings = st.tabs(["Denoisers (scored by FD)", "Embeddings (chosen on validation loss)"])
+with denoisers:
+    show_sweep(DENOISERS, lab, "denoisers")
+with embeddings:
+    show_sweep(EMBEDDINGS, lab, "embeddings")
