@@ -6,9 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from diffusion.core.samplers import DenoisingPaths
-from diffusion.lab.leaderboard import RANK, leaderboard
+from diffusion.embeddings import EMBEDDINGS
+from diffusion.embeddings.loading import current_embeddings
+from diffusion.lab.leaderboard import RANK, Lineage, leaderboard
 from diffusion.lab.pictures import PATHS_FILE
-from diffusion.lab.registry import ModelRegistry
+from diffusion.lab.registry import CARD_FILE, ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
 from diffusion.lab.tables import SCORES, TABLES, TableSchema, TableStore
 
@@ -51,10 +53,27 @@ def denoisers(root: str) -> list[str]:
         raise LabUnavailable(f"cannot list the models of {root!r}: {error}") from error
 
 
-def leaderboard_ranks(root: str) -> dict[str, int]:
-    """Model -> rank on the default leaderboard; empty before any evaluation."""
+def lineage(root: str) -> Lineage:
+    """The embeddings the lab holds now (name, weights hash, trial: what the leaderboard ranks by), re-read whenever one
+    of their cards changes."""
+    lab = store(root)
+    cards = ModelRegistry(lab)
     try:
-        board = leaderboard(table(root, SCORES))
+        signatures = tuple(lab.signature(cards.model_path(kind, CARD_FILE)) for kind in EMBEDDINGS.values() if kind)
+        return _read_lineage(root, signatures)
+    except (LabStoreError, OSError) as error:
+        raise LabUnavailable(f"cannot read the embeddings' cards in {root!r}: {error}") from error
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_lineage(root: str, signatures: tuple[tuple[int, int] | None, ...]) -> Lineage:
+    return current_embeddings(LabStore(root))
+
+
+def leaderboard_ranks(root: str) -> dict[str, int]:
+    """Model -> rank on the default leaderboard (the lab's current VAE); empty before any evaluation."""
+    try:
+        board = leaderboard(table(root, SCORES), lineage(root))
     except LabUnavailable:
         return {}
     return dict(zip(board[SCORES.model], board[RANK]))

@@ -21,9 +21,10 @@ import torch
 
 from diffusion.core.config import ConfigError, DataConfig
 from diffusion.core.samplers import timestep_sequence
+from diffusion.embeddings.loading import current_embeddings
 from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
-from diffusion.lab.leaderboard import format_leaderboard, leaderboard
+from diffusion.lab.leaderboard import format_leaderboard, leaderboard, ranked_by, stale_note
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
@@ -172,11 +173,18 @@ def merge_scores(store: LabStore, scores: pd.DataFrame) -> None:
 
 
 def print_leaderboard(store: LabStore) -> pd.DataFrame:
-    """Print (and return) the leaderboard of every model scored in the lab store."""
+    """Print (and return) the leaderboard of every model scored in the lab's current VAE, the embedding it ranks by,
+    and the models scored in an older one with the command that re-scores them."""
     tables = TableStore(store)
-    board = leaderboard(tables.read(SCORES) if SCORES.name in tables.names() else SCORES.empty())
-    print("[leaderboard] FD in the VAE embedding at the largest N, best sampler setting per model, ranked by FD / floor", flush=True)
+    scores = tables.read(SCORES) if SCORES.name in tables.names() else SCORES.empty()
+    lineage = current_embeddings(store)
+    board = leaderboard(scores, lineage)
+    print(f"[leaderboard] FD in the VAE embedding ({ranked_by(lineage)}) at the largest N, best sampler setting per "
+          f"model, ranked by FD / floor", flush=True)
     print(format_leaderboard(board), flush=True)
+    stale = stale_note(scores, lineage, store.root)
+    if stale:
+        print(f"[leaderboard] stale: {stale}", flush=True)
     return board
 
 

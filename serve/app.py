@@ -211,7 +211,9 @@ class DiffusionServer:
 
     @api.get("/models")
     async def models(self) -> list[dict[str, Any]]:
-        """Every hosted model: config, parameters, weights hash, FD and floor from the evaluation tables, loaded or why not."""
+        """Every hosted model: config, parameters, weights hash, loaded or why not, and its FD, floor and rank in the lab's
+        current VAE (``evaluation``, with that VAE's ``embedding_sha256``); a model scored only in an older VAE is
+        ``stale``, with the reason and the command that re-scores it, and is not ranked."""
         catalog = await asyncio.to_thread(self.catalog.refresh_all)
         evaluation = await asyncio.to_thread(evaluation_summary, self.store)
         return [describe(hosted, evaluation.get(name)) for name, hosted in catalog.items()]

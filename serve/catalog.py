@@ -21,8 +21,9 @@ from torch import nn
 
 from diffusion.core.config import ConfigError
 from diffusion.core.schedules import NoiseSchedule
+from diffusion.embeddings.loading import current_embeddings
 from diffusion.lab.checkpoint import CheckpointError, ModelCard
-from diffusion.lab.leaderboard import leaderboard
+from diffusion.lab.leaderboard import RANK, leaderboard, lineage_of, stale_models, stale_note
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
 from diffusion.lab.tables import SCORES, TableStore
@@ -188,7 +189,12 @@ class Catalog:
 
 
 def evaluation_summary(store: LabStore) -> dict[str, dict[str, Any]]:
-    """Each scored model's best FD (VAE embedding) with its floor and ratio; empty before any evaluation."""
+    """Each scored model's best FD in the lab's current VAE, with its floor, ratio, rank and the VAE's weights
+    (``embedding_sha256``, ``embedding_trial``); empty before any evaluation.
+
+    A model scored only in another VAE than the lab's current one is ``stale``: it gets the weights it was measured
+    in (None: not recorded), the reason with the command that re-scores it, and no FD or rank.
+    """
     try:
         tables = TableStore(store)
         scores = tables.read(SCORES) if SCORES.name in tables.names() else None
@@ -197,13 +203,28 @@ def evaluation_summary(store: LabStore) -> dict[str, dict[str, Any]]:
     if scores is None or scores.empty:
         return {}
     try:
-        board = leaderboard(scores)
+        lineage = current_embeddings(store)
+    except ENTRY_ERRORS:  # the embeddings' cards are unreachable: nothing is ranked
+        lineage = {}
+    try:
+        board, stale = leaderboard(scores, lineage), stale_models(scores, lineage)
     except (KeyError, ValueError, TypeError):  # a table of another layout: /models lists the models without scores
         return {}
-    return {row[SCORES.model]: {"embedding": "vae", "fd": float(row[SCORES.fd]), "floor": float(row[SCORES.floor_mean]),
-                                "ratio": float(row[SCORES.ratio]), "sampler": row[SCORES.sampler],
-                                "steps": int(row[SCORES.steps]), "n": int(row[SCORES.n])}
-            for row in board.to_dict("records")}
+    vae = lineage.get("vae")
+    summary: dict[str, dict[str, Any]] = {
+        row[SCORES.model]: {"embedding": "vae", "fd": float(row[SCORES.fd]), "floor": float(row[SCORES.floor_mean]),
+                            "ratio": float(row[SCORES.ratio]), "sampler": row[SCORES.sampler],
+                            "steps": int(row[SCORES.steps]), "n": int(row[SCORES.n]), "rank": int(row[RANK]),
+                            "embedding_sha256": vae.sha256 if vae else None, "embedding_trial": vae.trial_id if vae else None,
+                            "stale": False}
+        for row in board.to_dict("records")}
+    for model in stale:
+        rows = scores[(scores[SCORES.model] == model) & (scores[SCORES.embedding] == "vae")]
+        measured = lineage_of(rows).get("vae")
+        summary[model] = {"embedding": "vae", "embedding_sha256": measured.sha256 if measured else None,
+                          "embedding_trial": measured.trial_id if measured else None, "stale": True,
+                          "reason": stale_note(rows, lineage, store.root)}
+    return summary
 
 
 def describe(hosted: HostedModel, evaluation: dict[str, Any] | None) -> dict[str, Any]:

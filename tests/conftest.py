@@ -1,8 +1,10 @@
-"""Shared fixtures: tiny configs that train in seconds on the CPU; for the session an S3 server, a Ray head and the smoke pipeline's lab."""
+"""Shared fixtures: tiny configs that train in seconds on the CPU; for the session an S3 server, a Ray head, the smoke
+pipeline's lab and a lab whose VAE was re-trained after scoring."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -10,6 +12,9 @@ import torch
 from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig
 from diffusion.core.models import denoiser_config
 from tests.servers import Head, local_head, run, s3_server, submit_smoke_pipeline
+
+if TYPE_CHECKING:
+    from tests.lineage_lab import RetrainedLab
 
 TINY_SIZES = {"width": 8, "depth": 1}
 
@@ -71,3 +76,11 @@ def smoke_lab(smoke_head: Head, s3_bucket: str) -> str:
     lab = f"{s3_bucket}/smoke"
     submit_smoke_pipeline(smoke_head, lab)
     return lab
+
+
+@pytest.fixture(scope="session")
+def retrained_vae_lab(tmp_path_factory: pytest.TempPathFactory) -> RetrainedLab:
+    """Two denoisers scored in a VAE that was then re-trained; only one scored again (``tests/lineage_lab.py``)."""
+    from tests.lineage_lab import build_retrained_lab  # imports the jobs (and Ray): only sessions that use it pay
+
+    return build_retrained_lab(tmp_path_factory.mktemp("lineage") / "lab")

@@ -1,31 +1,44 @@
-"""Leaderboard: the FD ranking of the models against the real-vs-real floor, per embedding and sampler setting."""
+"""Leaderboard: the FD ranking of the models against the real-vs-real floor, per embedding and sampler setting.
+
+Only scores measured in the embedding the lab holds now are ranked; models scored in an older one
+are named, with the command that re-scores them.
+"""
 
 import streamlit as st
 
 from dashboard import charts, lab_data
 from dashboard.page_tools import or_stop, settings
-from diffusion.lab.leaderboard import leaderboard
+from diffusion.lab.leaderboard import leaderboard, ranked_by, rescore_command, split_lineage, stale_models
 from diffusion.lab.tables import SCORES
 
 st.title("Leaderboard")
 lab = settings().lab
 scores = or_stop(lambda: lab_data.table(lab, SCORES))
+lineage = or_stop(lambda: lab_data.lineage(lab))
 left, right = st.columns(2)
 embeddings = [e for e in ("vae", "classifier", "pixels") if e in set(scores[SCORES.embedding])]
 embedding = left.radio("Embedding", embeddings, horizontal=True,
                        help="vae: the lab's yardstick (see Metric robustness); the others are cross-checks")
-settings_scored = scores[[SCORES.sampler, SCORES.steps, SCORES.n]].drop_duplicates() \
+st.caption(f"Ranked in the {embedding} embedding the lab holds now: **{ranked_by(lineage, embedding)}**. Only scores "
+           f"measured in these weights compare.")
+stale = stale_models(scores, lineage, embedding)
+if stale:
+    st.warning(f"Not ranked: {', '.join(stale)}. Their {embedding} scores were measured in an older {embedding} "
+               f"embedding than the lab's current one, so they do not compare. Re-score them with:")
+    st.code(rescore_command(lab, stale), language="bash")
+current, _ = split_lineage(scores, lineage)
+settings_scored = current[[SCORES.sampler, SCORES.steps, SCORES.n]].drop_duplicates() \
     .sort_values([SCORES.n, SCORES.sampler, SCORES.steps], ascending=[False, True, True])
 labels = ["best setting at the largest N"] + [f"{r[SCORES.sampler]}, {r[SCORES.steps]} steps (N = {r[SCORES.n]})"
                                               for r in settings_scored.to_dict("records")]
 choice = right.selectbox("Sampler and steps", range(len(labels)), format_func=lambda i: labels[i])
 if choice == 0:
-    board = leaderboard(scores, embedding)
+    board = leaderboard(scores, lineage, embedding)
 else:
     row = settings_scored.iloc[choice - 1]
-    board = leaderboard(scores, embedding, row[SCORES.sampler], int(row[SCORES.steps]))
+    board = leaderboard(scores, lineage, embedding, row[SCORES.sampler], int(row[SCORES.steps]))
 if board.empty:
-    st.info(f"No model was scored in the {embedding} embedding with this setting.")
+    st.info(f"No model was scored in the lab's current {embedding} embedding with this setting.")
     st.stop()
 best = board.iloc[0]
 st.markdown(f"**Best: `{best[SCORES.model]}`**, FD {best[SCORES.fd]:.4g} = **{best[SCORES.ratio]:.2f}x** the real-vs-real "

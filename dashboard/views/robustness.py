@@ -1,15 +1,31 @@
-"""Metric robustness: FD against corruption severity per embedding, and which embedding to trust."""
+"""Metric robustness: FD against corruption severity per embedding, and which embedding to trust.
+
+Only curves measured in the embeddings the lab holds now are shown; curves of an older one are named, with the
+command that draws them again.
+"""
 
 import streamlit as st
 
 from dashboard import charts, lab_data
 from dashboard.page_tools import or_stop, settings
+from diffusion.lab.leaderboard import ranked_by, split_lineage
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY
 
 st.title("Metric robustness")
 lab = settings().lab
-curve = or_stop(lambda: lab_data.table(lab, ROBUSTNESS))
-summary = or_stop(lambda: lab_data.table(lab, ROBUSTNESS_SUMMARY))
+all_curves = or_stop(lambda: lab_data.table(lab, ROBUSTNESS))
+all_summaries = or_stop(lambda: lab_data.table(lab, ROBUSTNESS_SUMMARY))
+lineage = or_stop(lambda: lab_data.lineage(lab))
+curve, _ = split_lineage(all_curves, lineage)
+summary, stale = split_lineage(all_summaries, lineage)
+if not stale.empty:
+    old = sorted(set(stale[ROBUSTNESS_SUMMARY.embedding]))
+    st.warning(f"Not shown: the curves of {', '.join(old)}, measured in other weights than the lab holds now "
+               f"({'; '.join(ranked_by(lineage, e) for e in old)}). Draw them again with:")
+    st.code(f"python -m diffusion robustness --lab {lab}", language="bash")
+if summary.empty:
+    st.info("No robustness curve was measured in the embeddings the lab holds now.")
+    st.stop()
 st.markdown("Each corruption damages real digits at rising severity. A metric to trust rises **monotonically** "
             "with the damage, leaves its floor **early**, and keeps a **wide range** (FD / floor at full damage).")
 SUMMARY = ROBUSTNESS_SUMMARY

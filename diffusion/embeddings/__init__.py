@@ -13,17 +13,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffusion.lab.lineage import EmbeddingId
 from diffusion.metrics.frechet import GaussianStats
 
 
 @dataclass
 class Embedder:
-    """Maps images in [-1, 1] (N, 1, 28, 28) to float64 features (N, dim), in batches."""
+    """Maps images in [-1, 1] (N, 1, 28, 28) to float64 features (N, dim), in batches.
+
+    ``weights``: the stored model it was built from (None: a fixed map such as pixels).
+    """
 
     name: str
     dim: int
     function: Callable[[torch.Tensor], torch.Tensor]
     device: torch.device
+    weights: EmbeddingId | None = None
+
+    @property
+    def identity(self) -> EmbeddingId:
+        """Which embedding the features are in: name, weights hash and trial (what score rows record)."""
+        return self.weights or EmbeddingId(self.name)
 
     @torch.inference_mode()
     def batches(self, images: torch.Tensor, batch_size: int = 1000) -> Iterator[np.ndarray]:
@@ -51,11 +61,12 @@ def pixel_embedder(device: torch.device | str = "cpu") -> Embedder:
     return Embedder("pixels", 28 * 28, lambda x: x.flatten(1), torch.device(device))
 
 
-def model_embedder(name: str, model: nn.Module, device: torch.device | str = "cpu") -> Embedder:
-    """An embedder from a trained model with an ``embed`` method (the VAE or the classifier)."""
+def model_embedder(name: str, model: nn.Module, device: torch.device | str = "cpu",
+                   weights: EmbeddingId | None = None) -> Embedder:
+    """An embedder from a trained model with an ``embed`` method (the VAE or the classifier); ``weights`` names it."""
     model = model.to(device).eval()
     dim = int(model.embed(torch.zeros(1, 1, 28, 28, device=device)).shape[1])  # type: ignore[operator]
-    return Embedder(name, dim, model.embed, torch.device(device))  # type: ignore[arg-type]
+    return Embedder(name, dim, model.embed, torch.device(device), weights)  # type: ignore[arg-type]
 
 
 EMBEDDINGS: dict[str, str | None] = {"vae": "vae", "classifier": "classifier", "pixels": None}

@@ -1,4 +1,4 @@
-"""Load a registered embedding, reading its model from the lab store when it needs one."""
+"""Load a registered embedding, reading its model from the lab store when it needs one; name the one the lab holds."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import torch
 
 from diffusion.core.config import lookup
 from diffusion.embeddings import EMBEDDINGS, Embedder, model_embedder, pixel_embedder
+from diffusion.lab.lineage import EmbeddingId
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
 
 
 def load_embedder(name: str, store: LabStore, device: torch.device | str = "cpu", model_name: str | None = None) -> Embedder:
-    """The embedding ``name``; ``vae`` and ``classifier`` load the model stored as ``model_name`` (default: the kind)."""
+    """The embedding ``name``; ``vae`` and ``classifier`` load the model stored as ``model_name`` (default: the kind).
+
+    The embedder's ``identity`` names the weights it was built from (see ``current_embedding``).
+    """
     kind = lookup(EMBEDDINGS, name, "embedding")
     if kind is None:
         return pixel_embedder(device)
@@ -22,4 +26,22 @@ def load_embedder(name: str, store: LabStore, device: torch.device | str = "cpu"
             f"the {name!r} embedding needs a trained {kind} named {model_name!r} in {store.root}; "
             f"train one with: python -m diffusion train-embedding --kind {kind} --lab {store.root}"
         )
-    return model_embedder(name, models.load_model(model_name, device, kind=kind).model, device)
+    stored = models.load_model(model_name, device, kind=kind)
+    return model_embedder(name, stored.model, device, EmbeddingId.of_card(name, stored.card))
+
+
+def current_embedding(store: LabStore, name: str) -> EmbeddingId | None:
+    """The identity of embedding ``name`` as the lab holds it now, from its model's card (no weights are read);
+    None when the lab has no such model. ``pixels`` needs no model: always ``EmbeddingId("pixels")``."""
+    kind = lookup(EMBEDDINGS, name, "embedding")
+    if kind is None:
+        return EmbeddingId(name)
+    entry = ModelRegistry(store).entry(kind)
+    if entry.card is None or entry.card.kind != kind:
+        return None
+    return EmbeddingId.of_card(name, entry.card)
+
+
+def current_embeddings(store: LabStore) -> dict[str, EmbeddingId | None]:
+    """``current_embedding`` of every registered embedding: the lineage that the leaderboard ranks by."""
+    return {name: current_embedding(store, name) for name in EMBEDDINGS}

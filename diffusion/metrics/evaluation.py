@@ -19,7 +19,7 @@ from diffusion.core.config import SamplerSetting
 from diffusion.core.samplers import default_steps, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.checkpoint import ModelCard
-from diffusion.lab.leaderboard import best_scores
+from diffusion.lab.leaderboard import best_scores, lineage_of
 from diffusion.metrics.scoring import Score, Scorer
 
 CARD_EMBEDDING = "vae"
@@ -73,6 +73,8 @@ class ScoreRow(Score):
     train_seconds: float | None
     images_seen: int | None
     device: str
+    embedding_sha256: str  # the weights of the embedding these scores were measured in ("" for pixels)
+    embedding_trial: str  # the Tune trial that embedding came from ("" if none)
 
 
 def score_model(name: str, model: nn.Module, card: ModelCard, schedule: NoiseSchedule, plans: Sequence[SamplingPlan],
@@ -93,19 +95,22 @@ def score_model(name: str, model: nn.Module, card: ModelCard, schedule: NoiseSch
         images = sample(model, schedule, plan.n, plan.sampler, plan.steps, plan.eta, seed, progress=progress)
         seconds = time.perf_counter() - start
         for scorer in scorers:
-            score = scorer.score(images)
+            score, identity = scorer.score(images), scorer.embedder.identity
             rows.append(ScoreRow(
                 model=name, arch=str(card.config["model"]["arch"]), sampler=plan.sampler, steps=plan.steps,
                 eta=plan.eta, **asdict(score), seconds_per_image=seconds / plan.n, images_per_s=plan.n / seconds,
                 parameters=card.parameters, weights_sha256=card.weights_sha256,
                 train_seconds=None if train_seconds is None else float(train_seconds),
-                images_seen=None if images_seen is None else int(images_seen), device=device))
+                images_seen=None if images_seen is None else int(images_seen), device=device,
+                embedding_sha256=identity.sha256, embedding_trial=identity.trial_id))
     return rows
 
 
 def best_row(rows: Sequence[ScoreRow], embedding: str = CARD_EMBEDDING) -> ScoreRow:
-    """The row of one model the leaderboard would pick in ``embedding``: the largest N, then the best ratio."""
-    picked = best_scores(pd.DataFrame(list(rows)), embedding)  # index i is rows[i]
+    """The row of one model the leaderboard would pick in ``embedding``: the largest N, then the best ratio (the rows
+    are of one scoring, so all measured in one embedding's weights)."""
+    frame = pd.DataFrame(list(rows))
+    picked = best_scores(frame, lineage_of(frame), embedding)  # index i is rows[i]
     if picked.empty:
         raise ValueError(f"no score row in embedding {embedding!r}")
     return rows[int(picked.index[0])]
@@ -113,14 +118,16 @@ def best_row(rows: Sequence[ScoreRow], embedding: str = CARD_EMBEDDING) -> Score
 
 def card_metrics(rows: Sequence[ScoreRow]) -> dict[str, float | int | str]:
     """What a model's card records of its scores: ``fd_{e}``, ``fd_floor_{e}``, ``fd_ratio_{e}`` of the chosen row
-    in every embedding scored, and ``fd_n``, ``fd_sampler`` of the chosen row in the VAE embedding."""
+    in every embedding scored, with the embedding's weights it was measured in (``fd_embedding_{e}``: their sha256,
+    ``fd_embedding_trial_{e}``: their Tune trial), and ``fd_n``, ``fd_sampler`` of the chosen row in the VAE embedding."""
     if len({row.model for row in rows}) != 1 or len({row.weights_sha256 for row in rows}) != 1:
         raise ValueError("card_metrics takes the rows of one model's weights")
     metrics: dict[str, float | int | str] = {}
     for embedding in dict.fromkeys(row.embedding for row in rows):
         best = best_row(rows, embedding)
         metrics |= {f"fd_{embedding}": best.fd, f"fd_floor_{embedding}": best.floor_mean,
-                    f"fd_ratio_{embedding}": best.ratio}
+                    f"fd_ratio_{embedding}": best.ratio, f"fd_embedding_{embedding}": best.embedding_sha256,
+                    f"fd_embedding_trial_{embedding}": best.embedding_trial}
     if any(row.embedding == CARD_EMBEDDING for row in rows):
         best = best_row(rows)
         metrics |= {"fd_n": best.n, "fd_sampler": f"{best.sampler}-{best.steps}"}

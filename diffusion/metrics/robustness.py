@@ -32,7 +32,8 @@ def robustness_curve(
     corruptions: Sequence[str] = tuple(CORRUPTIONS),
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
 ) -> pd.DataFrame:
-    """A tidy table: one row per (corruption, severity, embedding, seed) with FD and its parts."""
+    """A tidy table: one row per (corruption, severity, embedding, seed) with FD and its parts, and the embedding's
+    weights (``embedding_sha256``, ``embedding_trial``: see ``diffusion.lab.lineage``)."""
     if n > len(real_test) or n > len(reference_pool):
         raise ValueError(f"n = {n} exceeds the test set ({len(real_test)}) or the reference pool ({len(reference_pool)})")
     functions = {name: get_corruption(name) for name in corruptions}
@@ -53,11 +54,14 @@ def robustness_curve(
     floors = curve[curve.severity == 0].groupby(["corruption", "embedding"]).fd.mean().rename("floor_mean")
     curve = curve.join(floors, on=["corruption", "embedding"])
     curve["ratio"] = curve.fd / curve.floor_mean
+    identities = {e.name: e.identity for e in embedders}
+    curve["embedding_sha256"] = curve.embedding.map(lambda name: identities[name].sha256)
+    curve["embedding_trial"] = curve.embedding.map(lambda name: identities[name].trial_id)
     return curve
 
 
 def robustness_summary(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per corruption and embedding: the floor, monotonicity and detection threshold.
+    """Per corruption and embedding (with its weights' sha256 and trial): the floor, monotonicity and detection threshold.
 
     monotonicity: Spearman correlation of severity with the mean FD over seeds at each level
     (1 = the curve only rises). detection_threshold: the smallest severity whose mean FD
@@ -65,7 +69,8 @@ def robustness_summary(curve: pd.DataFrame) -> pd.DataFrame:
     none does.
     """
     rows = []
-    for (corruption, embedding), group in curve.groupby(["corruption", "embedding"], sort=False):
+    lineage = ["embedding_sha256", "embedding_trial"]
+    for (corruption, embedding, sha256, trial), group in curve.groupby(["corruption", "embedding", *lineage], sort=False):
         levels = group.groupby("severity").fd.agg(["mean", "std"]).sort_index()
         floor_mean, floor_std = float(levels.loc[0.0, "mean"]), float(levels.loc[0.0, "std"])
         rho = spearmanr(levels.index, levels["mean"]).statistic if len(levels) > 2 else float("nan")
@@ -73,5 +78,6 @@ def robustness_summary(curve: pd.DataFrame) -> pd.DataFrame:
         rows.append({"corruption": corruption, "embedding": embedding, "floor_mean": floor_mean,
                      "floor_std": floor_std, "monotonicity": float(rho),
                      "detection_threshold": float(above.min()) if len(above) else float("nan"),
-                     "max_ratio": float(levels["mean"].iloc[-1] / floor_mean) if floor_mean > 0 else float("inf")})
+                     "max_ratio": float(levels["mean"].iloc[-1] / floor_mean) if floor_mean > 0 else float("inf"),
+                     "embedding_sha256": sha256, "embedding_trial": trial})
     return pd.DataFrame(rows)

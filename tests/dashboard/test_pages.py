@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import TRIALS, TableStore
+from tests.lineage_lab import NEW_TRIAL, RESCORED, STALE, RetrainedLab
 from tests.servers import ROOT, free_port, serve_app
 
 pytestmark = pytest.mark.slow  # starts the smoke pipeline on moto S3 and Serve
@@ -41,6 +42,7 @@ def test_leaderboard_ranks_five_models_against_the_floor(smoke_lab: str, monkeyp
     assert len(figure["data"][0]["x"]) == 5 and figure["data"][0]["marker"]["color"].count("#d62728") == 1
     assert any(shape.get("line", {}).get("dash") == "dash" for shape in figure["layout"]["shapes"])  # the floor
     assert "real-vs-real floor" in app.markdown[0].value
+    assert "vae@" in app.main.caption[0].value and not app.main.warning  # the VAE it ranks by; nothing stale
 
     app.radio[0].set_value("pixels").run()
     assert not app.exception and len(app.dataframe[0].value) == 5
@@ -81,6 +83,19 @@ def test_robustness_names_the_embedding_to_trust_and_draws_bands(smoke_lab: str,
     assert len(figure["data"]) == 6  # a band and a line per embedding
     app.radio[0].set_value("invasion").run()
     assert not app.exception and set(app.dataframe[1].value.corruption) == {"invasion"}
+
+
+def test_scores_and_curves_from_a_re_trained_vae_are_named_and_never_ranked(retrained_vae_lab: RetrainedLab,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    lab, new_vae = retrained_vae_lab.root, retrained_vae_lab.new_vae
+    app = open_page("leaderboard", lab, monkeypatch)
+    assert app.dataframe[0].value.model.tolist() == [RESCORED]
+    assert f"vae@{new_vae.sha256[:12]}, trial {NEW_TRIAL}" in app.main.caption[0].value
+    assert f"Not ranked: {STALE}." in app.main.warning[0].value
+    assert app.main.code[0].value == f"python -m jobs.evaluate --lab {lab} --models {STALE}"
+    app = open_page("robustness", lab, monkeypatch)  # drawn in the old VAE: only the pixels curves are current
+    assert "the curves of vae" in app.main.warning[0].value and f"--lab {lab}" in app.main.code[0].value
+    assert set(app.dataframe[0].value.embedding) == {"pixels"}
 
 
 @pytest.fixture(scope="module")

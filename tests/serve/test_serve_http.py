@@ -72,11 +72,14 @@ def test_models_lists_every_model_with_its_evaluation_or_why_it_is_unavailable(s
     status, _, body = call(server, "GET", "/models")
     models = {m["name"]: m for m in json.loads(body)}
     assert status == 200 and set(models) == {*GOOD, "broken", "half", "garbled", "bad name"}  # no .DS_Store
+    vae = ModelRegistry(LabStore(lab)).read_card("vae")
     for name in ("mlp", "unet"):
         assert models[name]["loaded"] and models[name]["parameters"] > 0 and models[name]["timesteps"] == 50
         evaluation = models[name]["evaluation"]
         assert evaluation["fd"] > 0 and evaluation["floor"] > 0
         assert evaluation["ratio"] == pytest.approx(evaluation["fd"] / evaluation["floor"])
+        assert not evaluation["stale"] and evaluation["embedding_sha256"] == vae.weights_sha256  # the VAE it was scored in
+    assert {models[name]["evaluation"]["rank"] for name in ("mlp", "unet")} == {1, 2}
     assert not models["broken"]["loaded"] and "checksum" in models["broken"]["error"]
     assert not models["half"]["loaded"] and "card" in models["half"]["error"]
     assert not models["garbled"]["loaded"] and "not valid JSON" in models["garbled"]["error"]

@@ -1,41 +1,104 @@
-"""The leaderboard ranks by FD / floor at one N: a ratio at a small N is pulled towards 1 and must not win."""
+"""The leaderboard ranks by FD / floor at one N: a ratio at a small N is pulled towards 1 and must not win. It ranks only
+rows measured in the embedding weights the lab holds now; the others are stale, named with the command that re-scores them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from diffusion.lab.leaderboard import format_leaderboard, leaderboard
+from diffusion.lab.leaderboard import (
+    format_leaderboard,
+    is_current,
+    leaderboard,
+    lineage_of,
+    ranked_by,
+    split_lineage,
+    stale_models,
+    stale_note,
+)
+from diffusion.lab.lineage import EmbeddingId
+from diffusion.lab.store import LabStore
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
+
+VAE, OLD_VAE = EmbeddingId("vae", "a" * 64, "vae_00001"), EmbeddingId("vae", "b" * 64)
+LINEAGE = {"vae": VAE, "classifier": None, "pixels": EmbeddingId("pixels")}
 
 
-def score(model: str, sampler: str, steps: int, n: int, fd: float, floor: float, embedding: str = "vae") -> dict:
+def score(model: str, sampler: str, steps: int, n: int, fd: float, floor: float, embedding: str = "vae",
+          sha: str = VAE.sha256) -> dict:
     return {"model": model, "sampler": sampler, "steps": steps, "n": n, "embedding": embedding, "fd": fd,
             "floor_mean": floor, "floor_std": floor / 10, "ratio": fd / floor, "parameters": 1000,
-            "train_seconds": 60.0, "seconds_per_image": 0.01}
+            "train_seconds": 60.0, "seconds_per_image": 0.01, "embedding_sha256": sha, "embedding_trial": ""}
 
 
-SCORES = pd.DataFrame([
+SCORES_TABLE = pd.DataFrame([
     score("a", "ddim", 20, 1000, 0.60, 0.15),   # 4.0x
     score("a", "ddim", 50, 1000, 0.75, 0.15),   # 5.0x
     score("a", "ddpm", 100, 200, 1.00, 0.50),   # 2.0x, but at N = 200: not comparable
     score("b", "ddim", 20, 1000, 0.45, 0.15),   # 3.0x
     score("b", "ddim", 50, 1000, 0.30, 0.15),   # 2.0x
     score("b", "ddpm", 100, 200, 1.50, 0.50),   # 3.0x
-    score("b", "ddim", 20, 1000, 0.01, 0.15, embedding="pixels"),
+    score("b", "ddim", 20, 1000, 0.01, 0.15, embedding="pixels", sha=""),
+])
+STALE = pd.DataFrame([
+    score("c", "ddim", 50, 1000, 0.16, 0.15, sha=OLD_VAE.sha256),  # 1.07x, but in the old VAE: never ranked
+    score("c", "ddim", 20, 2000, 0.16, 0.15, sha=OLD_VAE.sha256),  # and its larger N must not exclude the others
+    score("d", "ddim", 50, 1000, 0.16, 0.15, embedding="classifier", sha="c" * 64),  # the lab has no classifier now
 ])
 
 
 def test_each_model_appears_once_with_its_best_ratio_at_the_largest_n() -> None:
-    board = leaderboard(SCORES)
+    board = leaderboard(SCORES_TABLE, LINEAGE)
     assert board.model.tolist() == ["b", "a"] and board["rank"].tolist() == [1, 2]
     assert board.ratio.tolist() == [2.0, 4.0] and (board.n == 1000).all()
     assert board.steps.tolist() == [50, 20]
 
 
 def test_a_sampler_setting_and_an_embedding_can_be_chosen() -> None:
-    board = leaderboard(SCORES, sampler="ddim", steps=20)
+    board = leaderboard(SCORES_TABLE, LINEAGE, sampler="ddim", steps=20)
     assert board.model.tolist() == ["b", "a"] and board.fd.tolist() == [0.45, 0.60]
-    assert leaderboard(SCORES, sampler="ddpm").model.tolist() == ["a", "b"]
-    assert leaderboard(SCORES, embedding="pixels").model.tolist() == ["b"]
-    assert leaderboard(SCORES, embedding="classifier").empty
-    assert "train_min" in format_leaderboard(leaderboard(SCORES))
-    assert format_leaderboard(leaderboard(SCORES, embedding="classifier")) == "(no scored models)"
+    assert leaderboard(SCORES_TABLE, LINEAGE, sampler="ddpm").model.tolist() == ["a", "b"]
+    assert leaderboard(SCORES_TABLE, LINEAGE, embedding="pixels").model.tolist() == ["b"]
+    assert leaderboard(SCORES_TABLE, LINEAGE, embedding="classifier").empty
+    assert "train_min" in format_leaderboard(leaderboard(SCORES_TABLE, LINEAGE))
+    assert format_leaderboard(leaderboard(SCORES_TABLE, LINEAGE, embedding="classifier")) == "(no scored models)"
+
+
+def test_only_rows_of_the_current_embedding_are_ranked_and_the_others_are_named_stale() -> None:
+    scores = pd.concat([SCORES_TABLE, STALE], ignore_index=True)
+    current, stale = split_lineage(scores, LINEAGE)
+    assert set(stale.model) == {"c", "d"} and len(current) + len(stale) == len(scores)
+    board = leaderboard(scores, LINEAGE)
+    assert board.model.tolist() == ["b", "a"] and (board.n == 1000).all()
+    assert stale_models(scores, LINEAGE) == ["c"] and stale_models(scores, LINEAGE, "classifier") == ["d"]
+    note = stale_note(scores, LINEAGE, "s3://bucket/lab")
+    assert note is not None and note.startswith("c: scored in an older vae embedding than the lab's (vae@aaaaaaaaaaaa, trial vae_00001)")
+    assert note.endswith("re-score with: python -m jobs.evaluate --lab s3://bucket/lab --models c")
+    assert stale_note(SCORES_TABLE, LINEAGE, "lab") is None
+    # the lab's VAE replaced by the old one, or gone: what was current is stale, and nothing else is ranked
+    assert leaderboard(scores, {**LINEAGE, "vae": OLD_VAE}).model.tolist() == ["c"]
+    assert leaderboard(scores, {}).empty and ranked_by({}) == "no vae model in the lab: nothing is ranked"
+    assert stale_models(scores, {}) == ["a", "b", "c"]
+    assert lineage_of(SCORES_TABLE) == {"vae": EmbeddingId("vae", "a" * 64), "pixels": EmbeddingId("pixels")}
+    assert (EmbeddingId("pixels").label, OLD_VAE.label) == ("pixels", "vae@bbbbbbbbbbbb")
+
+
+def test_a_table_written_before_lineage_reads_and_all_its_rows_are_stale(tmp_path: Path) -> None:
+    tables = TableStore(LabStore(tmp_path))
+    old = SCORES.empty().drop(columns=[SCORES.embedding_sha256, SCORES.embedding_trial])
+    row = {c: 1.0 for c in old.columns} | {c: "x" for c in ("model", "arch", "sampler", "embedding", "weights_sha256", "device")}
+    old = pd.DataFrame([row | {"model": m, "embedding": "vae", "steps": 5, "n": 10, "parameters": 3, "images_seen": 1}
+                        for m in ("a", "b")])
+    tables.write(SCORES, old)  # what jobs.evaluate wrote before the lineage columns existed
+    read = tables.read(SCORES)
+    assert SCORES.embedding_sha256 not in read.columns and not is_current(read, LINEAGE).any()
+    assert leaderboard(read, LINEAGE).empty and stale_models(read, LINEAGE) == ["a", "b"]
+    new = pd.DataFrame([row | {"model": "a", "embedding": "vae", "steps": 5, "n": 10, "parameters": 3, "images_seen": 1,
+                               "embedding_sha256": VAE.sha256, "embedding_trial": ""}])
+    tables.update(SCORES, new)  # a re-scored model beside an old row: the old one reads as of unknown lineage
+    mixed = tables.read(SCORES)
+    assert leaderboard(mixed, LINEAGE).model.tolist() == ["a"] and stale_models(mixed, LINEAGE) == ["b"]
+    for schema in (ROBUSTNESS, ROBUSTNESS_SUMMARY):  # the robustness tables split by the same columns
+        assert (schema.embedding, schema.embedding_sha256) == (SCORES.embedding, SCORES.embedding_sha256)
+        assert schema.embedding_sha256.optional and schema.embedding_trial.optional

@@ -13,6 +13,7 @@ from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings import Embedder, pixel_embedder
 from diffusion.lab.checkpoint import model_card, weights_to_bytes
 from diffusion.lab.datasets import RealSets, load_embedded_mnist
+from diffusion.lab.lineage import EmbeddingId
 from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics, plan_sampling, score_model
 from diffusion.metrics.scoring import Scorer, real_floor
 from tests.conftest import tiny_run
@@ -23,7 +24,7 @@ def score_row(**changes: object) -> ScoreRow:
     row = ScoreRow(model="m", arch="mlp", sampler="ddim", steps=20, eta=0.0, embedding="vae", n=100, fd=2.0,
                    mean_term=0.5, trace_term=1.5, floor_mean=1.0, floor_std=0.1, ratio=2.0, kid_mean=0.01,
                    kid_std=0.001, seconds_per_image=0.01, images_per_s=100.0, parameters=1000, weights_sha256="0" * 64,
-                   train_seconds=60.0, images_seen=6400, device="cpu")
+                   train_seconds=60.0, images_seen=6400, device="cpu", embedding_sha256="e" * 64, embedding_trial="")
     return dataclasses.replace(row, **changes)  # type: ignore[arg-type]
 
 
@@ -34,9 +35,10 @@ def real() -> RealSets:
 
 
 def projection_embedder(name: str) -> Embedder:
-    """A fixed random projection of the pixels to 16 features: a second embedding that needs no training."""
+    """A fixed random projection of the pixels to 16 features: a second embedding that needs no training (named as
+    if its weights came from a trial)."""
     weights = torch.randn(28 * 28, 16, generator=torch.Generator().manual_seed(3))
-    return Embedder(name, 16, lambda x: x.flatten(1) @ weights, torch.device("cpu"))
+    return Embedder(name, 16, lambda x: x.flatten(1) @ weights, torch.device("cpu"), EmbeddingId(name, "ab" * 32, "t_1"))
 
 
 def test_score_model_gives_one_row_per_setting_and_embedding_with_the_floor_at_the_same_n(real: RealSets) -> None:
@@ -63,8 +65,12 @@ def test_score_model_gives_one_row_per_setting_and_embedding_with_the_floor_at_t
         assert row.images_per_s == pytest.approx(1 / row.seconds_per_image)
         assert (row.model, row.arch, row.parameters, row.weights_sha256) == ("tiny", "unet", card.parameters, card.weights_sha256)
         assert (row.train_seconds, row.images_seen, row.device) == (3.0, 320, "cpu")
+        assert (row.embedding_sha256, row.embedding_trial) == (scorer.embedder.identity.sha256, scorer.embedder.identity.trial_id)
+    assert (rows[0].embedding_sha256, rows[1].embedding_sha256, rows[1].embedding_trial) == ("", "ab" * 32, "t_1")
     metrics = card_metrics(rows)
-    assert set(metrics) == {f"fd{part}_{e}" for part in ("", "_floor", "_ratio") for e in ("pixels", "proj")}
+    parts = ("", "_floor", "_ratio", "_embedding", "_embedding_trial")
+    assert set(metrics) == {f"fd{part}_{e}" for part in parts for e in ("pixels", "proj")}
+    assert (metrics["fd_embedding_proj"], metrics["fd_embedding_trial_proj"], metrics["fd_embedding_pixels"]) == ("ab" * 32, "t_1", "")
     assert metrics["fd_pixels"] == rows[0].fd  # the larger N wins, whatever the ratio at N = 24
 
 
@@ -90,13 +96,14 @@ def test_card_metrics_take_the_leaderboards_row_in_every_embedding() -> None:
         score_row(sampler="ddpm", steps=50, n=50, fd=1.5, ratio=1.5),  # best ratio, but at a smaller N
         score_row(steps=20, fd=3.0, ratio=3.0),
         score_row(steps=50, fd=2.4, floor_mean=1.2, ratio=2.0),  # the VAE row: largest N, then best ratio
-        score_row(steps=20, embedding="pixels", fd=40.0, floor_mean=10.0, ratio=4.0),  # the pixels row
-        score_row(steps=50, embedding="pixels", fd=60.0, floor_mean=10.0, ratio=6.0),
+        score_row(steps=20, embedding="pixels", fd=40.0, floor_mean=10.0, ratio=4.0, embedding_sha256=""),  # the pixels row
+        score_row(steps=50, embedding="pixels", fd=60.0, floor_mean=10.0, ratio=6.0, embedding_sha256=""),
     ]
     assert best_row(rows) is rows[2] and best_row(rows, "pixels") is rows[3]
     assert card_metrics(rows) == {"fd_vae": 2.4, "fd_floor_vae": 1.2, "fd_ratio_vae": 2.0, "fd_n": 100,
                                   "fd_sampler": "ddim-50", "fd_pixels": 40.0, "fd_floor_pixels": 10.0,
-                                  "fd_ratio_pixels": 4.0}
+                                  "fd_ratio_pixels": 4.0, "fd_embedding_vae": "e" * 64, "fd_embedding_trial_vae": "",
+                                  "fd_embedding_pixels": "", "fd_embedding_trial_pixels": ""}
     with pytest.raises(ValueError, match="one model's weights"):
         card_metrics([*rows, score_row(model="other")])
     with pytest.raises(ValueError, match="no score row in embedding 'classifier'"):
