@@ -174,13 +174,18 @@ class GroupedSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        """The next group short of trials (fewest suggested first): its searcher's point; FINISHED when all have theirs.
+        """The point of the group with the most trials still to suggest (ties: the experiment's order); FINISHED when
+        every group has its trials.
 
-        Groups take turns, so with a concurrency limit every group starts its first trials early."""
-        open_groups = sorted((count, group) for group, count in self.suggested.items() if count < self.trials_of[group])
+        Groups with equal counts take turns, so with a concurrency limit every model starts early;
+        a searched group goes before a fixed one, so ASHA can stop its weaker trials while the
+        fixed one runs (the VAE trials before the lone classifier)."""
+        order = list(self.spaces)
+        open_groups = sorted((group for group, count in self.suggested.items() if count < self.trials_of[group]),
+                             key=lambda g: (self.suggested[g] - self.trials_of[g], order.index(g)))
         if not open_groups:
             return Searcher.FINISHED
-        for _, group in open_groups:
+        for group in open_groups:
             searcher = self.searchers[group]
             suggestion = {} if searcher is None else searcher.suggest(trial_id)
             if suggestion is None or suggestion == Searcher.FINISHED:
