@@ -119,6 +119,7 @@ def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str
     weights, info = best_report(best["checkpoint"])
     metrics = {"fd_vae_sweep": info["fd"], "fd_floor_sweep": info["fd_floor"], "fd_step_sweep": info["step"],
                "fd_samples_sweep": info.get("fd_samples"), "fd_sampler_sweep": info.get("fd_sampler"),
+               "fd_embedding_sweep": info.get("fd_embedding", ""), "fd_embedding_trial_sweep": info.get("fd_embedding_trial", ""),
                "trial_id": best["trial_id"], "steps": info["step"], "images_seen": info["images_seen"],
                "trained_steps": int(best["images_seen"] or 0) // run.train.batch_size, "train_seconds": best["time_total_s"]}
     export_weights(store, model, run, weights, best["checkpoint"], metrics)
@@ -142,7 +143,8 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     store, preset = request.store, request.preset
     sweep_embeddings(store, preset, "sweep", retrain=request.retrain_embeddings, resume=request.resume)
     embedded = time.perf_counter()
-    records = trial_records(store, sweep_models(request), "fd", TRIALS.model, HISTORY_COLUMNS, ("fd_floor",))
+    records = trial_records(store, sweep_models(request), "fd", TRIALS.model, HISTORY_COLUMNS,
+                            (TRIALS.fd_floor, TRIALS.fd_embedding))
     trained = time.perf_counter()
     for model in request.models:
         export_best(store, preset, model, records.rows)

@@ -73,10 +73,12 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
         if progress.step == run.train.steps or progress.images_seen // eval_every > previous_images // eval_every:
             images = sample(trainer.ema.model, job.schedule, n, "ddim", job_settings["fd_sampler_steps"], seed=0)
             score = scorer.score(images, kid=False)
-            metrics |= {"fd": score.fd, "fd_floor": score.floor_mean, "fd_ratio": score.ratio}
+            metrics |= {"fd": score.fd, "fd_floor": score.floor_mean, "fd_ratio": score.ratio,
+                        "fd_embedding": embedder.identity.sha256}
             checkpoints.offer(trainer.ema.model, score.fd, {
                 "fd_floor": score.floor_mean, "step": progress.step, "images_seen": progress.images_seen,
-                "fd_samples": n, "fd_sampler": f"ddim-{job_settings['fd_sampler_steps']}"})
+                "fd_samples": n, "fd_sampler": f"ddim-{job_settings['fd_sampler_steps']}",
+                "fd_embedding": embedder.identity.sha256, "fd_embedding_trial": embedder.identity.trial_id})
         checkpoints.report(trainer, metrics)
 
     job.trainer.fit(callback=report, every=every)

@@ -179,7 +179,7 @@ TRIALS = TableSchema("trials", "python -m jobs.sweep", key="model", prefixes=("m
     Column("images_seen", "integer", nullable=True), Column("time_total_s", "float"),
     Column("node_id", "string", nullable=True), Column("device", "string", nullable=True),
     Column("checkpoint", "string", nullable=True), Column("trial_path", "string"),
-    Column("is_best", "bool", optional=True),
+    Column("is_best", "bool", optional=True), Column("fd_embedding", "string", nullable=True, optional=True),
 ))
 """One row per sweep trial: its config (``model.*``, ``diffusion.*``, ``train.*``), status, final and best FD."""
 

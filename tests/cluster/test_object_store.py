@@ -17,7 +17,7 @@ from ray import tune
 
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
 from diffusion.lab.tables import TRIALS, Column, TableSchema, TableStore
-from jobs.trainable import STATE_FILE
+from jobs.trial_state import STATE_FILE
 from tests.servers import ROOT
 
 DENOISERS = ["attnunet", "cnn", "mlp", "resunet", "unet"]

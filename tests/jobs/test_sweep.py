@@ -145,6 +145,7 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
         best = history[history.model == model].dropna(subset=["fd"]).sort_values("fd").iloc[0]
         assert card["trial_id"] == best.trial_id and trials.set_index("trial_id").is_best[best.trial_id]
         assert card["fd_step_sweep"] == card["steps"] == 10 and card["fd_vae_sweep"] == pytest.approx(best.fd, rel=1e-9)
+        assert card["fd_embedding_sweep"] == models.read_card("vae").weights_sha256  # measured in the lab's VAE
         # the exported weights are the scored ones: the same sample gives the recorded FD
         schedule = NoiseSchedule.from_config(exported.run.diffusion)
         images = sample(exported.model, schedule, 100, "ddim", 5, seed=0)
