@@ -76,13 +76,13 @@ def _dimensions(space: dict[str, Any], name: str) -> tuple[dict[str, Any], list[
         keys = ", ".join(".".join(map(str, path)) for path, _ in grids)
         raise ConfigError(f"{keys}: 'grid' works with search: random only; a searcher draws its own points "
                           f"(use 'choice' instead)", "search")
-    return _nest(domains), [(path, list(grid["grid_search"])) for path, grid in grids]
+    return _nest(domains), [(path, list(grid.categories)) for path, grid in grids]  # a grid parses as a Categorical
 
 
 def _resolve(space: dict[str, Any], suggestion: dict[str, Any]) -> dict[str, Any]:
     """``space`` with each search dimension replaced by the searcher's value for it (constants kept)."""
-    return {key: _resolve(value, suggestion.get(key) or {}) if isinstance(value, dict) else suggestion.get(key, value)
-            for key, value in space.items()}
+    return {key: _resolve(value, suggestion.get(key) or {}) if isinstance(value, dict) and "grid_search" not in value
+            else suggestion.get(key, value) for key, value in space.items()}
 
 
 class RandomSearcher(Searcher):
