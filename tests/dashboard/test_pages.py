@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from diffusion.lab.store import LabStore
-from diffusion.lab.tables import TRIALS, TableStore
+from diffusion.lab.tables import EMBEDDING_TRIALS, TRIALS, TableStore
 from tests.lineage_lab import NEW_TRIAL, RESCORED, STALE, RetrainedLab
 from tests.servers import ROOT, free_port, serve_app
 
@@ -66,12 +66,21 @@ def test_paths_slider_moves_along_the_chain(smoke_lab: str, monkeypatch: pytest.
 
 
 def test_sweeps_list_every_trial_and_draw_their_curves(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    trials = TableStore(LabStore(smoke_lab)).read(TRIALS)
+    tables = TableStore(LabStore(smoke_lab))
+    trials, embedding_trials = tables.read(TRIALS), tables.read(EMBEDDING_TRIALS)
     app = open_page("sweeps", smoke_lab, monkeypatch)
-    table = app.dataframe[0].value
+    table, embedding_table = app.dataframe[0].value, app.dataframe[1].value
     assert len(table) == len(trials) == 5 and (table.best == "★").sum() == 5
+    # the embeddings' sweep beside it: the smoke preset's VAE grid (2 trials) and one classifier, each kind's choice starred
+    assert len(embedding_table) == len(embedding_trials) == 3 and (embedding_table.best == "★").sum() == 2
+    chosen = embedding_table[embedding_table.best == "★"]
+    assert sorted(chosen.kind) == ["classifier", "vae"]
+    vae_trials = embedding_table[embedding_table.kind == "vae"]
+    assert chosen[chosen.kind == "vae"].best_val_loss.item() == vae_trials.best_val_loss.min()
     curves = figures(app)
-    assert len(curves) == 2 and all(len(figure["data"]) == 5 for figure in curves)  # loss and FD, one line per best trial
+    # denoisers: loss and FD, one line per best trial; embeddings: loss and validation loss, one line per chosen one
+    assert [len(figure["data"]) for figure in curves] == [5, 5, 2, 2]
+    assert curves[3]["layout"]["yaxis"]["title"]["text"] == "val_loss"
     app.multiselect[0].set_value(["unet"]).run()
     assert len(app.dataframe[0].value) == 1
 
