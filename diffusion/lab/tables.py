@@ -1,7 +1,7 @@
 """The lab store's result tables: one declared schema per table, and the store that writes, updates and reads them.
 
 Every table the code writes is declared here (``SCORES``, ``TRIALS``, ``TRIAL_HISTORY``,
-``ROBUSTNESS``, ``ROBUSTNESS_SUMMARY``): its name, the job that rewrites it, its columns (name,
+``EMBEDDING_TRIALS``, ``EMBEDDING_HISTORY``, ``ROBUSTNESS``, ``ROBUSTNESS_SUMMARY``): its name, the job that rewrites it, its columns (name,
 kind of values, whether a value may be missing, whether the column may be absent) and the key
 column that row updates replace by. Readers name columns through the schema (``SCORES.ratio``),
 never as string literals: a column is a ``str``, so ``frame[SCORES.ratio]`` works as before.

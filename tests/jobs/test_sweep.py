@@ -74,7 +74,7 @@ def test_an_unreachable_lab_fails_before_any_trial(tmp_path: Path, capsys) -> No
 
 GPU_SHARE_PRESET = """
 dataset: mnist                      # full MNIST: here the embedded set in torchvision's files, copied into the lab
-embeddings: {resources: {cpu: 1, gpu: 0.25}, vae: {train: {steps: 150}}, classifier: {train: {steps: 60}}}
+embeddings: {resources: {cpu: 1, gpu: 0.25}, vae: {train: {steps: 60}}, classifier: {train: {steps: 20}}}
 sweep: {num_samples: 2, max_concurrent: 4, resources: {cpu: 0.5, gpu: 0.25}, eval_every_images: 640,
         report_every_images: 320, fd_samples: 100, fd_sampler_steps: 5, grace_images: 100000, reduction_factor: 2,
         max_failures: 2, search: optuna}   # one Optuna searcher per model (jobs.searchers.GroupedSearcher)
