@@ -28,7 +28,15 @@ from diffusion.lab.datasets import selection_splits
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import EMBEDDING_HISTORY, EMBEDDING_TRIALS, TableStore
-from jobs.experiment import Experiment, best_report, best_trial, export_weights, run_experiment, trial_records
+from jobs.experiment import (
+    Experiment,
+    best_report,
+    best_trial,
+    export_weights,
+    row_sections,
+    run_experiment,
+    trial_records,
+)
 from jobs.presets import EMBEDDING_SECTIONS, POINT_NAME, Preset, embedding_run_config, embedding_space
 from jobs.ray_session import task_device
 from jobs.trial_state import POINT_KEY, TrialCheckpoints, progress_metrics, report_every
@@ -69,27 +77,26 @@ def sweep_embeddings(store: LabStore, preset: Preset, stage: str, retrain: bool 
     """Sweep those of ``kinds`` the lab lacks (all of them with ``retrain``), export each kind's best trial, write
     the ``embedding_trials`` and ``embedding_history`` tables; returns the kinds swept."""
     registry = ModelRegistry(store)
-    wanted = kinds
-    kinds = [kind for kind in wanted if retrain or kind not in registry.list_models(kind=kind)]
-    for kind in wanted:
-        if kind not in kinds:
+    swept = [kind for kind in kinds if retrain or kind not in registry.list_models(kind=kind)]
+    for kind in kinds:
+        if kind not in swept:
             print(f"[{stage}] embedding {kind}: found in {store.root} (--retrain-embeddings sweeps it again)", flush=True)
-    if not kinds:
+    if not swept:
         return []
     settings = preset.embedding_sweep
     job = {"lab": store.root, "dataset": preset.dataset, "report_every_images": settings.report_every_images,
            "cpus": settings.resources.get("cpu", 1)}
-    experiment = Experiment(EXPERIMENT if kinds == list(EMBEDDER_RUNS) else f"{EXPERIMENT}-{'-'.join(kinds)}",
-                            train_embedding_trial, {kind: embedding_space(preset, kind) for kind in kinds}, job,
+    experiment = Experiment(EXPERIMENT if swept == list(EMBEDDER_RUNS) else f"{EXPERIMENT}-{'-'.join(swept)}",
+                            train_embedding_trial, {kind: embedding_space(preset, kind) for kind in swept}, job,
                             settings, SELECTION_METRIC)
     records = trial_records(store, run_experiment(store, experiment, resume), SELECTION_METRIC, EMBEDDING_TRIALS.kind,
                             HISTORY_COLUMNS, ("val_neg_elbo", "val_accuracy"))
-    for kind in kinds:
+    for kind in swept:
         export_embedding(store, preset, kind, records.rows)
     tables = TableStore(store)
-    tables.update(EMBEDDING_TRIALS, pd.DataFrame(records.rows), keys=kinds)
-    tables.update(EMBEDDING_HISTORY, records.history, keys=kinds)
-    return kinds
+    tables.update(EMBEDDING_TRIALS, pd.DataFrame(records.rows), keys=swept)
+    tables.update(EMBEDDING_HISTORY, records.history, keys=swept)
+    return swept
 
 
 def export_embedding(store: LabStore, preset: Preset, kind: str, rows: list[dict[str, Any]]) -> None:
@@ -98,9 +105,7 @@ def export_embedding(store: LabStore, preset: Preset, kind: str, rows: list[dict
     if best is None:
         raise RuntimeError(f"embedding {kind}: no trial reported a validation loss; see the trials in "
                            f"{store.uri('tune', EXPERIMENT)}")
-    sections = {s: {k.split(".", 1)[1]: v for k, v in best.items() if k.startswith(f"{s}.") and v is not None}
-                for s in EMBEDDING_SECTIONS}
-    run = embedding_run_config(kind, sections, preset.dataset)
+    run = embedding_run_config(kind, row_sections(best, EMBEDDING_SECTIONS), preset.dataset)
     weights, info = best_report(best["checkpoint"])
     metrics = {**{k: v for k, v in info.items() if k.startswith("val_")}, "steps": info["step"],
                "images_seen": info["images_seen"], "validation_images": info["validation_images"],

@@ -11,7 +11,7 @@ draws, or a model-based searcher such as Optuna: ``jobs.searchers.GroupedSearche
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +142,12 @@ def best_trial(rows: list[dict[str, Any]], group: str, metric: str, group_column
         if row[group_column] == group:
             row["is_best"] = row is best
     return best
+
+
+def row_sections(row: dict[str, Any], sections: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A trial row's config columns (``<section>.<key>``) back as its point's sections, for its run config."""
+    return {s: {k.split(".", 1)[1]: v for k, v in row.items() if k.startswith(f"{s}.") and v is not None}
+            for s in sections}
 
 
 def best_report(checkpoint: str) -> tuple[bytes, dict[str, Any]]:

@@ -86,7 +86,7 @@ class TuneSettings:
     reduction_factor: int = 2
     max_failures: int = 2
     search: str = "random"
-    """``random`` (Tune's variant generator) or a searcher Ray ships: optuna, hyperopt, ... (``jobs.searchers``)."""
+    """``random`` (independent draws, every grid walked) or a searcher Ray ships: optuna, hyperopt, ... (``jobs.searchers``)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "num_samples", "max_concurrent", "report_every_images", "grace_images")
@@ -218,8 +218,8 @@ def _embeddings_section(raw: Any, dataset: str, where: str) -> tuple[dict[str, d
     settings_keys = {f.name for f in dataclasses.fields(TuneSettings)}
     _only(raw, settings_keys | set(EMBEDDER_RUNS), where)
     kinds = {kind: raw[kind] or {} for kind in EMBEDDER_RUNS if kind in raw}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     for kind, sections in kinds.items():
-        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
         if isinstance(sections, dict) and sections and set(sections) <= train_keys:
             raise ConfigError(f"{where}.{kind}: training settings go under 'train:' (and the network's under 'model:'), "
                               "e.g. " + kind + ": {train: {" + ", ".join(f"{k}: {v}" for k, v in sections.items()) + "}}")

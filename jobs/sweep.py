@@ -29,7 +29,15 @@ from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
 from jobs.embeddings import sweep_embeddings
-from jobs.experiment import Experiment, best_report, best_trial, export_weights, run_experiment, trial_records
+from jobs.experiment import (
+    Experiment,
+    best_report,
+    best_trial,
+    export_weights,
+    row_sections,
+    run_experiment,
+    trial_records,
+)
 from jobs.presets import SECTIONS, Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray
 from jobs.trainable import train_denoiser_trial
@@ -113,9 +121,7 @@ def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str
     if best is None:
         print(f"[sweep] {model}: no trial produced a scored checkpoint; nothing exported", flush=True)
         return None
-    sections = {s: {k.split(".", 1)[1]: v for k, v in best.items() if k.startswith(f"{s}.") and v is not None}
-                for s in SECTIONS}
-    run = run_config(model, sections, preset.dataset)
+    run = run_config(model, row_sections(best, SECTIONS), preset.dataset)
     weights, info = best_report(best["checkpoint"])
     metrics = {"fd_vae_sweep": info["fd"], "fd_floor_sweep": info["fd_floor"], "fd_step_sweep": info["step"],
                "fd_samples_sweep": info.get("fd_samples"), "fd_sampler_sweep": info.get("fd_sampler"),
