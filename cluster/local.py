@@ -14,8 +14,10 @@ cluster for trying placement and node failures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -24,6 +26,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+import psutil
 
 HOST = "127.0.0.1"
 DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token").expanduser()
@@ -175,12 +179,66 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cluster_processes(gcs_port: int) -> list[psutil.Process]:
+    """This machine's processes of the cluster whose GCS listens on ``gcs_port``, and everything they started.
+
+    A Ray process names its cluster in its command line: the GCS by ``--gcs_server_port``, the
+    raylets, agents and monitors of every node that joined by ``--gcs-address`` or ``--address``,
+    and most of them by the head's session folder. Workers and job drivers are the raylets'
+    descendants. Processes of any other cluster on the machine are not touched.
+    """
+    port = re.compile(rf"(--gcs_server_port={gcs_port}|--(gcs-)?address=\S+:{gcs_port})(\s|$)")
+    listed = [(p, " ".join(p.info["cmdline"] or [])) for p in psutil.process_iter(["cmdline"])]
+    roots = [p for p, line in listed if port.search(line)]
+    sessions = {m.group(1) for p, line in listed if p in roots for m in [re.search(r"--session-dir=(\S+)", line)] if m}
+    roots += [p for p, line in listed if p not in roots and any(session in line for session in sessions)]
+    return with_descendants(roots)
+
+
+def temp_dir_processes(temp_dir: str) -> list[psutil.Process]:
+    """This machine's Ray processes whose session lives under ``temp_dir`` (Ray's ``--temp-dir`` or the
+    ``TMPDIR`` a local cluster started with), and everything they started."""
+    return with_descendants([p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])])
+
+
+def with_descendants(roots: list[psutil.Process]) -> list[psutil.Process]:
+    """``roots`` and all their descendants, once each, without this process."""
+    found: dict[int, psutil.Process] = {}
+    for root in roots:
+        try:
+            for process in [root, *root.children(recursive=True)]:
+                found[process.pid] = process
+        except psutil.NoSuchProcess:
+            continue
+    found.pop(os.getpid(), None)
+    return list(found.values())
+
+
+def stop_processes(processes: list[psutil.Process], grace_s: float = 10.0) -> int:
+    """SIGTERM ``processes``, SIGKILL those still alive after ``grace_s``; how many there were."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
+    return len(processes)
+
+
 def down(args: argparse.Namespace) -> int:
-    """Stop the Ray processes of this machine (``ray stop``)."""
-    stopped = subprocess.run([ray_cli(), "stop", "--force"], env={**os.environ, **auth_env(args.token_file)},
-                             capture_output=True, text=True)
-    print((stopped.stdout + stopped.stderr).strip().splitlines()[-1] if (stopped.stdout + stopped.stderr).strip() else "stopped")
-    return stopped.returncode
+    """Stop the head whose GCS listens on ``--port`` and the nodes of this machine that joined it.
+
+    Only that cluster's processes are stopped, so other Ray clusters on the machine (another head,
+    a test's local cluster) keep running; ``ray stop --force`` is the way to stop them all.
+    """
+    stopped = stop_processes(cluster_processes(args.port))
+    if not stopped:
+        print(f"no Ray processes of a cluster on GCS port {args.port} on this machine")
+        return 0
+    print(f"stopped {stopped} Ray processes of the cluster on GCS port {args.port}")
+    return 0
 
 
 COMMANDS = {"up": up, "join": join, "down": down, "status": status}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.local import stop_processes, temp_dir_processes
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
@@ -85,8 +86,7 @@ def test_killed_driver_resumes_without_redoing_or_losing_trials(tmp_path: Path) 
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    ray_cli = str(Path(sys.executable).with_name("ray"))  # the venv's CLI; the venv need not be on PATH
-    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env={**os.environ, "TMPDIR": ray_tmp}, timeout=120)
+    stop_processes(temp_dir_processes(ray_tmp))  # what the killed driver's local cluster left; other clusters run on
     reports_before = {name: (experiment / name / "progress.csv").read_text() for name in finished_before}
 
     second = sweep(lab, preset, ray_tmp, "--resume")
