@@ -37,13 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sampling requests waiting or running per replica; more get 503 with Retry-After (default %(default)s)")
     parser.add_argument("--deadline-s", type=float, default=Limits.deadline_s,
                         help="seconds a request may take; later it gets 504 and its sampling stops (default %(default)s)")
+    parser.add_argument("--loop-images", type=int, default=Limits.loop_images,
+                        help="most images one sampling loop combines (default 0: 256 on a GPU, 64 on a CPU)")
     parser.add_argument("--refresh-s", type=float, default=Limits.refresh_s,
                         help="how often a replica re-reads a model's card to pick up a re-export (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         app = build_app({"lab": args.lab, "num_cpus": args.num_cpus, "num_gpus": args.num_gpus, "min_replicas": args.min_replicas,
                          "max_replicas": args.max_replicas, "max_work": args.max_work, "max_queued": args.max_queued,
-                         "deadline_s": args.deadline_s, "refresh_s": args.refresh_s})
+                         "deadline_s": args.deadline_s, "refresh_s": args.refresh_s,
+                         "loop_images": args.loop_images})
     except ValueError as error:
         print(f"python -m serve: error: {error}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
 """The Ray Serve application: HTTP sampling from the denoisers of a lab store (FastAPI ingress, OpenAPI at /docs).
 
-Concurrent /sample requests are gathered by ``@serve.batch`` and every group with the same
-model and sampler settings runs as one sampling loop (one forward pass per step for all of
-them); each request's rows draw from its own seeded generator, so a seed gives the same
-images alone or batched. Start it with ``serve run serve.app:build_app lab=./lab``,
+Concurrent /sample requests are gathered by ``serve.batcher.LoadAdaptiveBatcher``: what waits
+while a loop runs joins the next one, and requests with the same model and sampler settings
+share one sampling loop (one forward pass per step for all of them); each request's rows draw
+from its own seeded generator, so a seed gives the same images alone or batched. Images are
+encoded (PNG, JSON) in worker threads, off the event loop that collects the batches. Start it with ``serve run serve.app:build_app lab=./lab``,
 ``serve deploy serve/config.yaml`` or ``python -m serve --lab ./lab``.
 
 Limits (``Limits``): a request over the work budget (images or paths x steps) is a 422; beyond
@@ -17,11 +18,12 @@ names the weights it sampled (X-Weights-SHA256); a re-exported model is reloaded
 import asyncio
 import contextlib
 import dataclasses
+import json
 import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +40,15 @@ from diffusion.core.device import assigned_device
 from diffusion.core.images import grid_png, path_gif, paths_png
 from diffusion.core.samplers import default_steps, denoising_paths, sample_stacked
 from diffusion.lab.store import LabStore
+from serve.batcher import LoadAdaptiveBatcher
 from serve.catalog import Catalog, DeadlineExceeded, HostedModel, describe, evaluation_summary, run_with_deadline
 from serve.schemas import DEFAULT_MAX_WORK, MAX_IMAGES, PathRequest, SampleRequest, SamplingSettings, work_error
 
 BATCH_WAIT_S = 0.05
-"""How long a replica waits for more requests to join a batch."""
+"""The longest a free replica waits for the requests it expects back (``serve.batcher``; never more than a quarter of a loop)."""
+CPU_LOOP_IMAGES = 64
+"""Most images a CPU replica combines in one loop: on a CPU a larger batch costs more per image (cache), unlike a GPU
+(the README's serving benchmark)."""
 HEALTH_SLOTS = 16
 """Request slots a replica keeps beyond ``max_queued`` for /healthz and /models, so they answer under load."""
 
@@ -55,10 +61,11 @@ class Limits:
     max_queued: int = 64  # sampling requests waiting or running per replica; more get 503 + Retry-After
     deadline_s: float = 300.0  # a request not done by then gets 504, and its sampling stops
     refresh_s: float = 2.0  # a model's card is re-read at most this often (0: on every request)
+    loop_images: int = 0  # most images one sampling loop combines (0: 256 on a GPU, CPU_LOOP_IMAGES on a CPU)
 
 
 LIMIT_ARGS: dict[str, tuple[type, float]] = {"max_work": (int, 1), "max_queued": (int, 1), "deadline_s": (float, 0.01),
-                                             "refresh_s": (float, 0.0)}
+                                             "refresh_s": (float, 0.0), "loop_images": (int, 0)}
 """Each limit's type and smallest accepted value."""
 
 api = FastAPI(title="Diffusion Lab sampling API",
@@ -74,6 +81,16 @@ async def _invalid_request(_request: Request, error: RequestValidationError) -> 
         where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
         problems.append(f"{where}: {item.get('msg', 'invalid')}")
     return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+# Defined above the deployment class: the replica's copy of that class resolves only the names bound before it.
+def json_body(images: torch.Tensor, request: SampleRequest, model: str, steps: int, weights_sha256: str) -> bytes:
+    """The JSON answer to a /sample request: its settings and the images as arrays in [0, 1], 4 decimals."""
+    unit = ((images.float() + 1) / 2).clamp(0, 1)[:, 0]
+    return json.dumps({"model": model, "sampler": request.sampler, "steps": steps, "eta": request.eta,
+                       "seed": request.seed, "weights_sha256": weights_sha256, "shape": list(unit.shape),
+                       "images": unit.double().mul(10_000).round().div(10_000).tolist()},
+                      separators=(",", ":"), allow_nan=False).encode()
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,8 @@ class DiffusionServer:
         self.counters: dict[str, int] = defaultdict(int)
         self.waiting = 0  # sampling requests admitted and not yet answered (changed on the event loop only)
         self.mean_seconds = 1.0  # running mean of a sampling request's duration: the Retry-After hint
+        loop_images = limits.loop_images or (MAX_IMAGES if self.device.type == "cuda" else CPU_LOOP_IMAGES)
+        self.batcher = LoadAdaptiveBatcher(self._run_group, max_images=loop_images, max_wait_s=BATCH_WAIT_S)
         self._counter_lock = threading.Lock()
 
     def _count(self, key: str, delta: int = 1) -> None:
@@ -170,34 +189,24 @@ class DiffusionServer:
             self._count("running", -1)
 
     # ---- batched sampling ---------------------------------------------------------------------
-    @serve.batch(max_batch_size=MAX_IMAGES, batch_wait_timeout_s=BATCH_WAIT_S,
-                 batch_size_fn=lambda jobs: sum(job.num_images for job in jobs))
-    async def _sample_batch(self, jobs: list[SampleJob]) -> list[torch.Tensor | None]:
-        return await asyncio.to_thread(self._run_groups, jobs)
-
-    def _run_groups(self, jobs: list[SampleJob]) -> list[torch.Tensor | None]:
-        """One sampling loop per distinct (model weights, sampler, steps, eta) among ``jobs``; None for a group stopped at its deadline."""
-        groups: dict[tuple[str, str, str, int, float], list[int]] = defaultdict(list)
-        for index, job in enumerate(jobs):
-            groups[job.key].append(index)
-        results: list[torch.Tensor | None] = [None] * len(jobs)
-        for (_name, _sha, sampler, steps, eta), indices in groups.items():
-            hosted = jobs[indices[0]].hosted
-            assert hosted.model is not None and hosted.schedule is not None
-            requests = [(jobs[i].num_images, jobs[i].seed) for i in indices]
-            deadline = max(jobs[i].deadline for i in indices)  # the loop serves its latest request to the end
-            try:
-                images = self._tracked(deadline, sample_stacked, hosted.model, hosted.schedule, requests, sampler, steps,
-                                       eta, self.precision)
-            except DeadlineExceeded:
-                continue
-            for i, chunk in zip(indices, images):
-                results[i] = chunk.cpu()
-            self._count("sampling_loops")
-            self._count("forward_passes", steps)
-            self._count("requests_sampled", len(indices))
-            self._count("images_sampled", sum(jobs[i].num_images for i in indices))
-        return results
+    def _run_group(self, jobs: Sequence[SampleJob]) -> list[torch.Tensor | None]:
+        """One sampling loop for ``jobs`` (all of one key: model weights, sampler, steps, eta), in a worker thread;
+        None for each if the loop was stopped at its deadline (that of its latest request)."""
+        _name, _sha, sampler, steps, eta = jobs[0].key
+        hosted = jobs[0].hosted
+        assert hosted.model is not None and hosted.schedule is not None
+        requests = [(job.num_images, job.seed) for job in jobs]
+        deadline = max(job.deadline for job in jobs)  # the loop serves its latest request to the end
+        try:
+            images = self._tracked(deadline, sample_stacked, hosted.model, hosted.schedule, requests, sampler, steps,
+                                   eta, self.precision)
+        except DeadlineExceeded:
+            return [None] * len(jobs)
+        self._count("sampling_loops")
+        self._count("forward_passes", steps)
+        self._count("requests_sampled", len(jobs))
+        self._count("images_sampled", sum(job.num_images for job in jobs))
+        return [chunk.cpu() for chunk in images]
 
     # ---- routes -------------------------------------------------------------------------------
     @api.get("/healthz")
@@ -207,7 +216,8 @@ class DiffusionServer:
         loaded = sum(h.loaded for h in hosted.values())
         return {"status": "ok", "loaded_models": loaded, "unavailable_models": len(hosted) - loaded,
                 "device": self.device.type, "waiting": self.waiting, "reloads": self.catalog.reloads,
-                "limits": dataclasses.asdict(self.limits), **self.counters}
+                "limits": dataclasses.asdict(self.limits), "queued": self.batcher.queued,
+                "batching": dataclasses.asdict(self.batcher.stats), **self.counters}
 
     @api.get("/models")
     async def models(self) -> list[dict[str, Any]]:
@@ -226,15 +236,14 @@ class DiffusionServer:
         with self._admitted():
             job = SampleJob((request.model, hosted.weights_sha256, request.sampler, steps, request.eta),
                             request.num_images, request.seed, start + self.limits.deadline_s, hosted)
-            images = await self._before_deadline(job.deadline, self._sample_batch(job))
+            images = await self._before_deadline(job.deadline, self.batcher.submit(job))
         headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(steps),
                    "X-Weights-SHA256": hosted.weights_sha256}
         if request.format == "png":
-            return Response(grid_png(images, columns=request.columns), media_type="image/png", headers=headers)
-        unit = ((images.float() + 1) / 2).clamp(0, 1)[:, 0]
-        return JSONResponse({"model": hosted.name, "sampler": request.sampler, "steps": steps, "eta": request.eta,
-                             "seed": request.seed, "weights_sha256": hosted.weights_sha256, "shape": list(unit.shape),
-                             "images": unit.double().mul(10_000).round().div(10_000).tolist()}, headers=headers)
+            png = await asyncio.to_thread(grid_png, images, columns=request.columns)
+            return Response(png, media_type="image/png", headers=headers)
+        body = await asyncio.to_thread(json_body, images, request, hosted.name, steps, hosted.weights_sha256)
+        return Response(body, media_type="application/json", headers=headers)
 
     @api.post("/path", responses={200: {"content": {"image/png": {}, "image/gif": {}}}})
     async def path(self, request: PathRequest) -> Response:
