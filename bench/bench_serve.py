@@ -4,8 +4,9 @@ Starts ``python -m serve`` over a lab store on a free port (``--replicas`` repli
 ``--num-cpus`` CPUs and ``--num-gpus`` GPU each), then for each ``--clients`` level sends
 ``--requests`` POST /sample requests (distinct seeds; the shapes of ``--mix``, in turn) from
 that many client threads on kept-alive connections. Each row reports images/s, latency p50 /
-p95, the requests and images per sampling loop (from the replicas' /healthz), and the ratio
-to in-process sampling of the same images at batch 256 with ``diffusion.core.samplers.sample``.
+p95, the requests and images per sampling loop (from the replica's /healthz; with several
+replicas, "-"), and the ratio to in-process sampling of the same images at batch 256 with
+``diffusion.core.samplers.sample``, on the replicas' cores with as many threads.
 
 Cores: the replicas are pinned to the last ``replicas x num_cpus`` cores and the in-process
 reference runs there too, with as many threads; the load generator, Serve's proxy and
@@ -190,7 +191,7 @@ def main() -> None:
 
     if pinned:
         os.sched_setaffinity(0, replica_cores)
-    torch.set_num_threads(len(replica_cores) if pinned else max(1, int(cpus)))
+    torch.set_num_threads(len(replica_cores))  # the reference gets the cores and threads all replicas together have
     reference = in_process_rate(store, args.model, request_bodies(args.model, shapes, args.requests, 0), device)
     if pinned:
         os.sched_setaffinity(0, other_cores)
@@ -219,9 +220,11 @@ def main() -> None:
                 after = healthz(host, port)
                 done = {key: after.get(key, 0) - before.get(key, 0) for key in LOOP_COUNTERS}
                 loops = max(1, done["sampling_loops"])
-                per_loop = (done["requests_sampled"] / loops, done["images_sampled"] / loops)
+                per_loop = (f"{done['requests_sampled'] / loops:.1f}", f"{done['images_sampled'] / loops:.0f}")
+                if args.replicas > 1:  # /healthz answers from one replica or another: its counters cannot be diffed
+                    per_loop = ("-", "-")
                 print(f"| {clients} | {row['images_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
-                      f"{per_loop[0]:.1f} | {per_loop[1]:.0f} | {reference:.1f} | {row['images_per_s'] / reference:.2f} |",
+                      f"{per_loop[0]} | {per_loop[1]} | {reference:.1f} | {row['images_per_s'] / reference:.2f} |",
                       flush=True)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
