@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -29,9 +30,26 @@ from pathlib import Path
 
 import psutil
 
+from diffusion.network import free_port
+
 HOST = "127.0.0.1"
 DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token").expanduser()
 RUNTIME_ENV = Path(__file__).resolve().parent / "runtime_env.yaml"
+
+
+FIXED_PORTS = {"dashboard-agent-listen-port": 52365, "ray-client-server-port": 10001}
+"""Ports ``ray start --head`` takes by default whatever else listens; ``up`` picks a free one when the default is taken
+(without its agent, a head's job API answers "No available agent to submit job")."""
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing on this machine listens on ``port`` (a bind to every address succeeds)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))  # every address: an agent may listen on the node IP or on all of them
+        except OSError:
+            return False
+    return True
 
 
 def ray_cli() -> str:
@@ -108,6 +126,8 @@ def up(args: argparse.Namespace) -> int:
     command = [ray_cli(), "start", "--head", f"--node-ip-address={HOST}", f"--port={args.port}",
                "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={args.dashboard_port}",
                "--disable-usage-stats"]
+    for flag, default in FIXED_PORTS.items():  # a second head on this machine must not collide with the first
+        command.append(f"--{flag}={default if port_is_free(default) else free_port()}")
     if args.num_cpus is not None:
         command.append(f"--num-cpus={args.num_cpus}")
     if args.temp_dir:

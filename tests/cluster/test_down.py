@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from cluster.local import cluster_processes, main, stop_processes, temp_dir_processes
+from diffusion.network import free_port
 
 pytestmark = pytest.mark.slow  # starts stand-in processes
 
@@ -25,13 +26,19 @@ def stand_in(*flags: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture()
-def processes(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+def port() -> int:
+    """A GCS port for the stand-ins that no other test's stand-ins use (tests may run side by side)."""
+    return free_port()
+
+
+@pytest.fixture()
+def processes(tmp_path: Path, port: int) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     session = tmp_path / "session_1"
     started = {
-        "gcs": stand_in("--gcs_server_port=41234", f"--session-dir={session}"),
-        "raylet": stand_in("--gcs-address=127.0.0.1:41234"),
+        "gcs": stand_in(f"--gcs_server_port={port}", f"--session-dir={session}"),
+        "raylet": stand_in(f"--gcs-address=127.0.0.1:{port}"),
         "log monitor": stand_in(f"--logs-dir={session}/logs"),  # names only the session folder
-        "other cluster": stand_in("--gcs_server_port=41235", "--gcs-address=127.0.0.1:412345"),
+        "other cluster": stand_in(f"--gcs_server_port={port + 1}", f"--gcs-address=127.0.0.1:{port}5"),
     }
     deadline = time.monotonic() + 10
     while any(len(psutil.Process(p.pid).children()) < 1 for p in started.values()) and time.monotonic() < deadline:
@@ -45,20 +52,20 @@ def processes(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
 
 
 def test_down_stops_the_cluster_on_its_port_with_its_children_and_nothing_else(
-        processes: dict[str, subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
-    ours = {p.pid for p in cluster_processes(41234)}
+        processes: dict[str, subprocess.Popen[bytes]], port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    ours = {p.pid for p in cluster_processes(port)}
     expected = {name: processes[name].pid for name in ("gcs", "raylet", "log monitor")}
     children = {child.pid for name in expected for child in psutil.Process(expected[name]).children()}
     assert ours == set(expected.values()) | children
     other = psutil.Process(processes["other cluster"].pid)
 
-    assert main(["down", "--port", "41234"]) == 0
-    assert "stopped 6 Ray processes of the cluster on GCS port 41234" in capsys.readouterr().out
+    assert main(["down", "--port", str(port)]) == 0
+    assert f"stopped 6 Ray processes of the cluster on GCS port {port}" in capsys.readouterr().out
     for name in expected:
         assert processes[name].wait(timeout=10) is not None, name
     assert other.is_running() and all(child.is_running() for child in other.children())
-    assert main(["down", "--port", "41234"]) == 0
-    assert "no Ray processes of a cluster on GCS port 41234" in capsys.readouterr().out
+    assert main(["down", "--port", str(port)]) == 0
+    assert f"no Ray processes of a cluster on GCS port {port}" in capsys.readouterr().out
 
 
 def test_the_processes_of_a_temp_dir_are_found_with_their_children(processes: dict[str, subprocess.Popen[bytes]],
