@@ -34,14 +34,25 @@ class Recorder:
         return [f"result of {job.name}" for job in jobs]
 
 
-def test_requests_that_arrive_while_a_loop_runs_all_join_the_next_loop() -> None:
+def gated(max_images: int) -> tuple[LoadAdaptiveBatcher[Job], Recorder, threading.Event]:
+    """A batcher whose loops wait at the returned gate until it is set (``max_wait_s`` 0)."""
     gate = threading.Event()
     recorder = Recorder(gate=gate)
-    batcher = LoadAdaptiveBatcher(recorder, max_images=256, max_wait_s=0.0)
+    return LoadAdaptiveBatcher(recorder, max_images=max_images, max_wait_s=0.0), recorder, gate
+
+
+async def held_first_loop(batcher: LoadAdaptiveBatcher[Job], job: Job) -> asyncio.Task:
+    """``job`` submitted alone, its loop started (and held at the gate) when this returns."""
+    task = asyncio.create_task(batcher.submit(job))
+    await asyncio.sleep(0.05)
+    return task
+
+
+def test_requests_that_arrive_while_a_loop_runs_all_join_the_next_loop() -> None:
+    batcher, recorder, gate = gated(256)
 
     async def scenario() -> list[str]:
-        first = asyncio.create_task(batcher.submit(Job("a", 4, "first")))
-        await asyncio.sleep(0.05)  # the first loop has started and is held at the gate
+        first = await held_first_loop(batcher, Job("a", 4, "first"))
         rest = [asyncio.create_task(batcher.submit(Job("a", 4, f"r{i}"))) for i in range(20)]
         await asyncio.sleep(0.05)
         assert batcher.queued == 20
@@ -105,13 +116,10 @@ def test_a_half_that_queued_behind_a_loop_merges_with_the_half_that_comes_back()
 
 
 def test_the_oldest_key_goes_first_and_loops_never_exceed_max_images() -> None:
-    gate = threading.Event()
-    recorder = Recorder(gate=gate)
-    batcher = LoadAdaptiveBatcher(recorder, max_images=10, max_wait_s=0.0)
+    batcher, recorder, gate = gated(10)
 
     async def scenario() -> None:
-        blocker = asyncio.create_task(batcher.submit(Job("z", 1, "blocker")))
-        await asyncio.sleep(0.05)
+        blocker = await held_first_loop(batcher, Job("z", 1, "blocker"))
         jobs = [Job("a", 4, "a1"), Job("b", 4, "b1"), Job("a", 4, "a2"), Job("a", 4, "a3"), Job("b", 4, "b2")]
         tasks = []
         for job in jobs:
@@ -125,13 +133,10 @@ def test_the_oldest_key_goes_first_and_loops_never_exceed_max_images() -> None:
 
 
 def test_a_caller_that_gave_up_is_not_sampled_and_an_error_reaches_every_caller_of_its_loop() -> None:
-    gate = threading.Event()
-    recorder = Recorder(gate=gate)
-    batcher = LoadAdaptiveBatcher(recorder, max_images=256, max_wait_s=0.0)
+    batcher, recorder, gate = gated(256)
 
     async def scenario() -> None:
-        blocker = asyncio.create_task(batcher.submit(Job("a", 1, "blocker")))
-        await asyncio.sleep(0.05)
+        blocker = await held_first_loop(batcher, Job("a", 1, "blocker"))
         gone = asyncio.create_task(batcher.submit(Job("a", 1, "gone")))
         kept = asyncio.create_task(batcher.submit(Job("a", 1, "kept")))
         await asyncio.sleep(0.01)
