@@ -4,8 +4,9 @@ Concurrent /sample requests are gathered by ``serve.batcher.LoadAdaptiveBatcher`
 while a loop runs joins the next one, and requests with the same model and sampler settings
 share one sampling loop (one forward pass per step for all of them); each request's rows draw
 from its own seeded generator, so a seed gives the same images alone or batched. Images are
-encoded (PNG, JSON) in worker threads, off the event loop that collects the batches. Start it with ``serve run serve.app:build_app lab=./lab``,
-``serve deploy serve/config.yaml`` or ``python -m serve --lab ./lab``.
+encoded (PNG, JSON) in worker threads, off the event loop that collects the batches. Start it
+with ``serve run serve.app:build_app lab=./lab``, ``serve deploy serve/config.yaml`` or
+``python -m serve --lab ./lab``.
 
 Limits (``Limits``): a request over the work budget (images or paths x steps) is a 422; beyond
 ``max_queued`` sampling requests per replica, 503 with Retry-After; past ``deadline_s``, 504 and

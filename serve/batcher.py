@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 
@@ -42,16 +42,13 @@ Job = TypeVar("Job", bound=Batchable)
 class _Waiting(Generic[Job]):
     job: Job
     future: asyncio.Future[Any]
-    since: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class BatchStats:
-    """What the batcher has done, for /healthz: loops, the requests and images in them, and the time spent collecting."""
+    """What only the batcher knows, for /healthz: its largest loop and the time spent waiting for company (the loops,
+    requests and images sampled are the caller's counters)."""
 
-    loops: int = 0
-    requests: int = 0
-    images: int = 0
     largest_loop_images: int = 0
     collect_wait_s: float = 0.0
 
@@ -60,7 +57,7 @@ class LoadAdaptiveBatcher(Generic[Job]):
     """Runs ``run(jobs) -> results`` (one result per job, in order) in a worker thread, one loop at a time.
 
     ``await submit(job)`` returns that job's result. Jobs whose caller gave up (cancelled
-    future) before their loop started are dropped.
+    future) before their loop started are dropped. The queue is kept in arrival order.
     """
 
     WAIT_FRACTION = 0.25
@@ -132,11 +129,9 @@ class LoadAdaptiveBatcher(Generic[Job]):
         if not live:
             self._queue = []
             return []
-        oldest = min(live, key=lambda waiting: waiting.since)
+        oldest = live[0]  # the queue is in arrival order, and what a loop leaves keeps its place
         batch, images, rest = [oldest], oldest.job.num_images, []
-        for waiting in live:
-            if waiting is oldest:
-                continue
+        for waiting in live[1:]:
             if waiting.job.key == oldest.job.key and images + waiting.job.num_images <= self.max_images:
                 batch.append(waiting)
                 images += waiting.job.num_images
@@ -158,11 +153,7 @@ class LoadAdaptiveBatcher(Generic[Job]):
         finally:
             self._last_loop_s = time.monotonic() - started
             self._expected = self.queued + len(batch)
-        images = sum(job.num_images for job in jobs)
-        self.stats.loops += 1
-        self.stats.requests += len(jobs)
-        self.stats.images += images
-        self.stats.largest_loop_images = max(self.stats.largest_loop_images, images)
+        self.stats.largest_loop_images = max(self.stats.largest_loop_images, sum(job.num_images for job in jobs))
         for waiting, result in zip(batch, results, strict=True):
             if not waiting.future.done():
                 waiting.future.set_result(result)
