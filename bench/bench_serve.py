@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.network import free_port
-from serve.launch import running_server
+from serve.launch import running_server, session_pids
 
 REFERENCE_BATCH = 256  # the server's largest loop (serve.schemas.MAX_IMAGES)
 LOOP_COUNTERS = ("sampling_loops", "requests_sampled", "images_sampled")  # /healthz counters of the replica that answers
@@ -98,7 +97,7 @@ def healthz(host: str, port: int) -> dict:
         connection.close()
 
 
-def http_run(host: str, port: int, model: str, clients: int, bodies: list[dict]) -> dict[str, float]:
+def http_run(host: str, port: int, clients: int, bodies: list[dict]) -> dict[str, float]:
     """Images/s and latency percentiles of ``bodies`` sent by ``clients`` threads."""
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
@@ -134,16 +133,6 @@ def in_process_rate(store: LabStore, model: str, bodies: list[dict], device: tor
     return sum(per_steps.values()) / (time.perf_counter() - start)
 
 
-def session_processes(root_pid: int) -> Iterator[psutil.Process]:
-    """The server's process and every process of its session (the local Ray it started, Serve's actors)."""
-    for process in psutil.process_iter(["pid"]):
-        try:
-            if os.getsid(process.pid) == root_pid or process.pid == root_pid:
-                yield process
-        except (ProcessLookupError, PermissionError):
-            continue
-
-
 def pin(process: psutil.Process, cores: list[int]) -> None:
     """Every thread of ``process`` on ``cores`` (Linux sets affinity per thread; new threads inherit it)."""
     try:
@@ -159,8 +148,9 @@ def pin(process: psutil.Process, cores: list[int]) -> None:
 def pin_server(root_pid: int, replica_cores: list[int], other_cores: list[int]) -> int:
     """Serve replicas on ``replica_cores``, the rest of the server's session on ``other_cores``; how many replicas."""
     replicas = 0
-    for process in session_processes(root_pid):
+    for pid in session_pids(root_pid):  # the server started its session: its Ray and Serve's actors are in it
         try:
+            process = psutil.Process(pid)
             is_replica = "ServeReplica" in " ".join(process.cmdline())
         except psutil.NoSuchProcess:
             continue
@@ -204,7 +194,7 @@ def main() -> None:
         with running_server(Path(args.lab).resolve(), port, server_args, {"TMPDIR": ray_tmp, "RAY_ADDRESS": ""}) as base:
             host = base.split("//")[1].split(":")[0]
             root = next(p for p in psutil.Process().children() if "serve" in " ".join(p.cmdline()))
-            http_run(host, port, args.model, 4, request_bodies(args.model, shapes, 16, 10**6))  # warm-up
+            http_run(host, port, 4, request_bodies(args.model, shapes, 16, 10**6))  # warm-up
             where = (f"replicas pinned to cores {replica_cores}; load generator, proxy and Ray on {other_cores}" if pinned
                      else f"cores shared ({len(cores)} cores; no spare core to pin the load generator)")
             print(f"model {args.model}; request shapes {args.mix} (images x DDIM steps); {args.requests} requests per row; "
@@ -216,7 +206,7 @@ def main() -> None:
                 if pinned:
                     pin_server(root.pid, replica_cores, other_cores)
                 before = healthz(host, port)
-                row = http_run(host, port, args.model, clients, request_bodies(args.model, shapes, args.requests, clients * 10**4))
+                row = http_run(host, port, clients, request_bodies(args.model, shapes, args.requests, clients * 10**4))
                 after = healthz(host, port)
                 done = {key: after.get(key, 0) - before.get(key, 0) for key in LOOP_COUNTERS}
                 loops = max(1, done["sampling_loops"])

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from diffusion.network import free_port
+from diffusion.network import free_port, port_is_free
 
 HOST = "127.0.0.1"
 DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token").expanduser()
@@ -40,16 +39,6 @@ RUNTIME_ENV = Path(__file__).resolve().parent / "runtime_env.yaml"
 FIXED_PORTS = {"dashboard-agent-listen-port": 52365, "ray-client-server-port": 10001}
 """Ports ``ray start --head`` takes by default whatever else listens; ``up`` picks a free one when the default is taken
 (without its agent, a head's job API answers "No available agent to submit job")."""
-
-
-def port_is_free(port: int) -> bool:
-    """Whether nothing on this machine listens on ``port`` (a bind to every address succeeds)."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("", port))  # every address: an agent may listen on the node IP or on all of them
-        except OSError:
-            return False
-    return True
 
 
 def ray_cli() -> str:
@@ -208,7 +197,7 @@ def cluster_processes(gcs_port: int) -> list[psutil.Process]:
     descendants. Processes of any other cluster on the machine are not touched.
     """
     port = re.compile(rf"(--gcs_server_port={gcs_port}|--(gcs-)?address=\S+:{gcs_port})(\s|$)")
-    listed = [(p, " ".join(p.info["cmdline"] or [])) for p in psutil.process_iter(["cmdline"])]
+    listed = command_lines()
     roots = [p for p, line in listed if port.search(line)]
     sessions = {m.group(1) for p, line in listed if p in roots for m in [re.search(r"--session-dir=(\S+)", line)] if m}
     roots += [p for p, line in listed if p not in roots and any(session in line for session in sessions)]
@@ -218,7 +207,12 @@ def cluster_processes(gcs_port: int) -> list[psutil.Process]:
 def temp_dir_processes(temp_dir: str) -> list[psutil.Process]:
     """This machine's Ray processes whose session lives under ``temp_dir`` (Ray's ``--temp-dir`` or the
     ``TMPDIR`` a local cluster started with), and everything they started."""
-    return with_descendants([p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])])
+    return with_descendants([process for process, line in command_lines() if temp_dir in line])
+
+
+def command_lines() -> list[tuple[psutil.Process, str]]:
+    """Every process on this machine with its command line, joined by spaces."""
+    return [(p, " ".join(p.info["cmdline"] or [])) for p in psutil.process_iter(["cmdline"])]
 
 
 def with_descendants(roots: list[psutil.Process]) -> list[psutil.Process]:

@@ -56,14 +56,23 @@ def running_server(lab: str | Path, port: int, extra_args: Sequence[str] = (), e
 
 def kill_session(session_id: int) -> None:
     """SIGKILL every process of the session ``session_id`` (one started with ``start_new_session=True``)."""
+    for pid in session_pids(session_id):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def session_pids(session_id: int) -> list[int]:
+    """The processes of the session ``session_id``: the server and the local Ray it started (GCS, raylet, actors)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if os.getsid(int(entry.name)) == session_id:
-                os.kill(int(entry.name), signal.SIGKILL)
+                found.append(int(entry.name))
         except (ProcessLookupError, PermissionError):
             continue
+    return found
 
 
 def answers(url: str) -> bool:
