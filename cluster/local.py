@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -92,6 +93,14 @@ def dashboard_get(port: int, path: str, token: str | None, timeout: float = 5.0)
         return 0, ""
 
 
+def agent_listens(port: int) -> bool:
+    """Whether the head's dashboard agent accepts connections on ``port``: it registers itself for job submission right
+    after its HTTP server starts, and a submission before that fails with "No available agent to submit job"."""
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1.0):
+        return True
+    return False
+
+
 def how_to_submit(port: int, token_file: Path) -> str:
     """The lines a user pastes to submit the pipeline to this head."""
     env = " ".join(f"{k}={v}" for k, v in auth_env(token_file).items())
@@ -115,8 +124,8 @@ def up(args: argparse.Namespace) -> int:
     command = [ray_cli(), "start", "--head", f"--node-ip-address={HOST}", f"--port={args.port}",
                "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={args.dashboard_port}",
                "--disable-usage-stats"]
-    for flag, default in FIXED_PORTS.items():  # a second head on this machine must not collide with the first
-        command.append(f"--{flag}={default if port_is_free(default) else free_port()}")
+    ports = {flag: default if port_is_free(default) else free_port() for flag, default in FIXED_PORTS.items()}
+    command += [f"--{flag}={port}" for flag, port in ports.items()]  # a second head here must not collide with the first
     if args.num_cpus is not None:
         command.append(f"--num-cpus={args.num_cpus}")
     if args.temp_dir:
@@ -129,15 +138,15 @@ def up(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         status, body = dashboard_get(args.dashboard_port, "/api/version", token)
-        if status == 200:
+        if status == 200 and agent_listens(ports["dashboard-agent-listen-port"]):
             version = json.loads(body).get("ray_version", "?")
             print(f"Ray {version} head up: GCS {HOST}:{args.port}; dashboard and job API http://{HOST}:{args.dashboard_port}")
             print(f"token authentication on; the token is in {args.token_file}. To submit:")
             print(how_to_submit(args.dashboard_port, args.token_file))
             return 0
         time.sleep(0.5)
-    print(f"python -m cluster.local: error: the job API did not answer on port {args.dashboard_port} "
-          f"within {args.wait:.0f} s", file=sys.stderr)
+    print(f"python -m cluster.local: error: the job API did not answer on port {args.dashboard_port}, or its job agent "
+          f"on port {ports['dashboard-agent-listen-port']}, within {args.wait:.0f} s", file=sys.stderr)
     return 1
 
 

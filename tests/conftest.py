@@ -3,6 +3,7 @@ pipeline's lab and a lab whose VAE was re-trained after scoring."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -30,13 +31,35 @@ def tiny_run(arch: str = "unet", steps: int = 20, **train: object) -> RunConfig:
     )
 
 
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""Set in the workers of ``pytest -n N`` (``make test``): each computes with one thread, so N workers share the cores."""
+
+if XDIST_WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"  # the Ray workers, servers and subprocesses a test starts inherit it
+
+SHARED_FIXTURE_GROUPS = {"smoke_head": "smoke", "smoke_lab": "smoke", "retrained_vae_lab": "retrained-vae"}
+"""Session fixtures too costly to build twice: under ``--dist loadgroup`` every test that uses one runs on one worker."""
+
+
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if XDIST_WORKER else 2)
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The group of tests one xdist worker runs together: those sharing a costly session fixture, else the module (whose
+    module-scoped fixtures are then built once)."""
+    shared = [SHARED_FIXTURE_GROUPS[name] for name in getattr(item, "fixturenames", ()) if name in SHARED_FIXTURE_GROUPS]
+    return shared[0] if shared else item.nodeid.split("::")[0]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere."""
+    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere. Each test gets its ``xdist_group``, and
+    the smoke pipeline's group, the longest, comes first, so that ``pytest -n 2`` starts it at once."""
+    groups = {item.nodeid: xdist_group(item) for item in items}
+    items.sort(key=lambda item: groups[item.nodeid] != "smoke")  # stable: the order within and outside it is kept
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (none here)")

@@ -125,11 +125,21 @@ def wait_for_jobs(head: Head, submission_ids: list[str], timeout: float) -> dict
     return states
 
 
+NO_AGENT = "No available agent to submit job"
+"""What Ray's job API answers while the head's job agent has not registered (it retries for 10 s only)."""
+AGENT_RETRIES = 6
+
+
 def submit_smoke_pipeline(head: Head, lab: str, timeout: float = 900) -> None:
     """The README's command: the smoke pipeline as a Ray job on ``head`` (``SMOKE_JOB``), writing ``lab``; waits for it."""
-    submitted = run([RAY, "job", "submit", "--address", head.address, "--working-dir", ".",
-                     "--runtime-env", "cluster/runtime_env.yaml", "--submission-id", SMOKE_JOB, "--no-wait",
-                     "--", "python", "-m", "jobs.pipeline", "--preset", "smoke", "--lab", lab], head.authorised)
+    command = [RAY, "job", "submit", "--address", head.address, "--working-dir", ".", "--runtime-env",
+               "cluster/runtime_env.yaml", "--submission-id", SMOKE_JOB, "--no-wait",
+               "--", "python", "-m", "jobs.pipeline", "--preset", "smoke", "--lab", lab]
+    for _ in range(AGENT_RETRIES):  # a loaded machine: the new head's job agent may not be registered yet
+        submitted = run(command, head.authorised)
+        if submitted.returncode == 0 or NO_AGENT not in submitted.stdout + submitted.stderr:
+            break
+        time.sleep(5)
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     state = wait_for_jobs(head, [SMOKE_JOB], timeout)[SMOKE_JOB]
     if state != "SUCCEEDED":

@@ -10,6 +10,7 @@ from dashboard.job_entrypoint import KINDS, PRESETS, EntrypointError, job_entryp
 from dashboard.page_tools import settings
 
 ROOT = Path(__file__).resolve().parents[2]
+NO_AGENT = "No available agent"  # Ray's job API, while a new head's job agent has not registered yet
 
 st.title("Jobs")
 address = settings().ray_address
@@ -52,6 +53,11 @@ if submitted:
 
     excludes = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())["excludes"]
     client = JobSubmissionClient(address, headers=headers)
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(ROOT), "excludes": excludes})
+    try:
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(ROOT), "excludes": excludes})
+    except RuntimeError as error:  # the job API's refusals (a head starting, a bad runtime env) arrive as RuntimeError
+        st.error(f"Not submitted: the head refused the job: {error}" + (
+            " The head's job agent is still starting; submit again in a few seconds." if NO_AGENT in str(error) else ""))
+        st.stop()
     st.success(f"Submitted {job_id}")
     st.code(entrypoint, language="bash")
