@@ -14,12 +14,18 @@ EMBEDDING_COLOURS = {"vae": "#1f77b4", "classifier": "#ff7f0e", "pixels": "#2ca0
 
 
 def leaderboard_bars(board: pd.DataFrame, embedding: str) -> go.Figure:
-    """FD per model (best in red) with the floor drawn as a line and its spread as a band."""
+    """FD per model (the best, and those tied with it, in red) with the ratio's 95% interval as error bars (in FD units:
+    the interval times the floor), the floor drawn as a line and its spread as a band."""
     colours = [BEST if rank == 1 else OTHER for rank in board[RANK]]
     text = [f"{ratio:.2f}x floor" for ratio in board[SCORES.ratio]]
     fd = board[SCORES.fd]
+    error_y = None
+    if SCORES.ratio_low in board.columns and board[SCORES.ratio_low].notna().all():
+        error_y = {"type": "data", "symmetric": False, "color": "black",
+                   "array": board[SCORES.ratio_high] * board[SCORES.floor_mean] - fd,
+                   "arrayminus": fd - board[SCORES.ratio_low] * board[SCORES.floor_mean]}
     figure = go.Figure(go.Bar(x=board[SCORES.model], y=fd, marker_color=colours, text=text, textposition="outside",
-                              name="FD", hovertemplate="%{x}: FD %{y:.4g}<extra></extra>"))
+                              error_y=error_y, name="FD", hovertemplate="%{x}: FD %{y:.4g}<extra></extra>"))
     floor, spread = float(board[SCORES.floor_mean].iloc[0]), float(board[SCORES.floor_std].iloc[0])
     figure.add_hrect(y0=max(floor - spread, 0), y1=floor + spread, fillcolor="black", opacity=0.08, line_width=0)
     figure.add_hline(y=floor, line_dash="dash", line_color="black",

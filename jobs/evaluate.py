@@ -24,10 +24,10 @@ from diffusion.core.samplers import timestep_sequence
 from diffusion.embeddings.loading import current_embeddings
 from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
-from diffusion.lab.leaderboard import format_leaderboard, leaderboard, ranked_by, stale_note
+from diffusion.lab.leaderboard import budget_matched, format_leaderboard, leaderboard, ranked_by, stale_note
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
-from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TRIAL_HISTORY, TableStore
 from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics
 from jobs.embeddings import sweep_embeddings, task_options
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
@@ -178,10 +178,17 @@ def print_leaderboard(store: LabStore) -> pd.DataFrame:
     tables = TableStore(store)
     scores = tables.read(SCORES) if SCORES.name in tables.names() else SCORES.empty()
     lineage = current_embeddings(store)
+    history = tables.read(TRIAL_HISTORY) if TRIAL_HISTORY.name in tables.names() else TRIAL_HISTORY.empty()
     board = leaderboard(scores, lineage)
+    budget = budget_matched(history, list(board[SCORES.model]))
+    board = leaderboard(scores, lineage, budget=budget)
     print(f"[leaderboard] FD in the VAE embedding ({ranked_by(lineage)}) at the largest N, best sampler setting per "
-          f"model, ranked by FD / floor", flush=True)
-    print(format_leaderboard(board), flush=True)
+          f"model, ranked by FD / floor; '=' marks a tie (95% intervals overlap)", flush=True)
+    print(format_leaderboard(board, budget), flush=True)
+    if budget is not None:
+        print(f"[leaderboard] {budget.label}: each model's best trial in the sweep's reports at {budget.images:,} "
+              f"training images, the largest budget every model reached (compares architectures at equal budgets)",
+              flush=True)
     stale = stale_note(scores, lineage, store.root)
     if stale:
         print(f"[leaderboard] stale: {stale}", flush=True)

@@ -1,15 +1,27 @@
 """Leaderboard: the FD ranking of the models against the real-vs-real floor, per embedding and sampler setting.
 
 Only scores measured in the embedding the lab holds now are ranked; models scored in an older one
-are named, with the command that re-scores them.
+are named, with the command that re-scores them. Each ratio shows its 95% interval; models whose
+intervals overlap share a rank. Next to the best score, the budget-matched column gives FD / floor
+at a training budget every model reached (from the sweep's reports).
 """
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, lab_data
 from dashboard.page_tools import or_stop, settings
-from diffusion.lab.leaderboard import leaderboard, ranked_by, rescore_command, split_lineage, stale_models
-from diffusion.lab.tables import SCORES
+from diffusion.lab.leaderboard import (
+    BUDGET_RATIO,
+    RANK,
+    budget_matched,
+    leaderboard,
+    ranked_by,
+    rescore_command,
+    split_lineage,
+    stale_models,
+)
+from diffusion.lab.tables import SCORES, TRIAL_HISTORY
 
 st.title("Leaderboard")
 lab = settings().lab
@@ -32,20 +44,35 @@ settings_scored = current[[SCORES.sampler, SCORES.steps, SCORES.n]].drop_duplica
 labels = ["best setting at the largest N"] + [f"{r[SCORES.sampler]}, {r[SCORES.steps]} steps (N = {r[SCORES.n]})"
                                               for r in settings_scored.to_dict("records")]
 choice = right.selectbox("Sampler and steps", range(len(labels)), format_func=lambda i: labels[i])
-if choice == 0:
-    board = leaderboard(scores, lineage, embedding)
-else:
-    row = settings_scored.iloc[choice - 1]
-    board = leaderboard(scores, lineage, embedding, row[SCORES.sampler], int(row[SCORES.steps]))
+setting = {} if choice == 0 else {"sampler": settings_scored.iloc[choice - 1][SCORES.sampler],
+                                   "steps": int(settings_scored.iloc[choice - 1][SCORES.steps])}
+board = leaderboard(scores, lineage, embedding, **setting)
 if board.empty:
     st.info(f"No model was scored in the lab's current {embedding} embedding with this setting.")
     st.stop()
+try:
+    budget = budget_matched(lab_data.table(lab, TRIAL_HISTORY), list(board[SCORES.model]))
+except lab_data.LabUnavailable:  # models exported by other means than a sweep have no reports
+    budget = None
+board = leaderboard(scores, lineage, embedding, **setting, budget=budget)
 best = board.iloc[0]
+tied = board[board[RANK] == 1][SCORES.model].tolist()
+interval = f" (95% interval {best[SCORES.ratio_low]:.2f} to {best[SCORES.ratio_high]:.2f})" \
+    if pd.notna(best.get(SCORES.ratio_low)) else ""
 st.markdown(f"**Best: `{best[SCORES.model]}`**, FD {best[SCORES.fd]:.4g} = **{best[SCORES.ratio]:.2f}x** the real-vs-real "
-            f"floor ({best[SCORES.floor_mean]:.3g} ± {best[SCORES.floor_std]:.2g} at N = {int(best[SCORES.n])}), "
-            f"{best[SCORES.sampler]} with {int(best[SCORES.steps])} steps.")
+            f"floor{interval} ({best[SCORES.floor_mean]:.3g} ± {best[SCORES.floor_std]:.2g} at N = {int(best[SCORES.n])}), "
+            f"{best[SCORES.sampler]} with {int(best[SCORES.steps])} steps."
+            + (f" **Tied with {', '.join(f'`{m}`' for m in tied[1:])}**: their intervals overlap." if len(tied) > 1 else ""))
 st.plotly_chart(charts.leaderboard_bars(board, embedding), width="stretch")
 shown = board.assign(train_minutes=board[SCORES.train_seconds] / 60, ms_per_image=board[SCORES.seconds_per_image] * 1000)
+budget_help = (f"FD / floor in the sweep's reports at {budget.images:,} training images, the largest budget every model "
+               f"reached: an equal-budget comparison (the sweep scores fewer samples with a shorter sampler, so compare "
+               f"this column within itself)") if budget else ""
 st.dataframe(shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image]), hide_index=True, width="stretch",
              column_config={SCORES.ratio: st.column_config.NumberColumn("FD / floor", format="%.2f"),
+                            SCORES.ratio_low: st.column_config.NumberColumn("95% low", format="%.2f"),
+                            SCORES.ratio_high: st.column_config.NumberColumn("95% high", format="%.2f"),
+                            BUDGET_RATIO: st.column_config.NumberColumn(budget.label if budget else "at equal budget",
+                                                                        format="%.2f", help=budget_help),
+                            RANK: st.column_config.NumberColumn("rank", help="models whose intervals overlap share a rank"),
                             SCORES.parameters: st.column_config.NumberColumn(format="%d")})

@@ -18,6 +18,13 @@ def to_model_range(pixels: np.ndarray | torch.Tensor, max_value: float = 255.0) 
     return images / (max_value / 2) - 1.0
 
 
+def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Model-range images clipped to [-1, 1] and rounded to the 256 levels an 8-bit image can hold (the real digits'
+    levels, ``to_model_range`` of 0..255), still in the model's range and dtype."""
+    levels = ((images.clamp(-1, 1) + 1) * 127.5).round()
+    return (levels / 127.5 - 1.0).to(images.dtype)
+
+
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """Map model-range images in [-1, 1] to [0, 1] for display."""
     return ((images.clamp(-1, 1) + 1) / 2).float()

@@ -1,4 +1,11 @@
-"""The leaderboard: each model's best FD / floor from the evaluation's ``scores`` table, ranked.
+"""The leaderboard: each model's best FD / floor from the evaluation's ``scores`` table, ranked, ties marked.
+
+Each ratio carries its 95% interval (``diffusion.metrics.uncertainty``). Models whose
+intervals overlap the interval of the best model of their tier share its rank (``tie_ranks``):
+1, 1, 3 says the first two are not told apart by this measurement. Next to the best score, the
+budget-matched column (``budget_matched``) gives each model's FD / floor from the sweep's
+reports at the largest number of training images every model reached: where the best scores
+compare budgets as much as architectures, that column compares architectures.
 
 Models are ranked by the ratio to the real-vs-real floor at one sample size N: FD is biased
 upward at finite N, and that bias also pulls the ratio towards 1 as N shrinks (a model at 3.2x
@@ -16,19 +23,41 @@ tables carry the same two columns and split by the same rule (``split_lineage``)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
 from diffusion.lab.lineage import EmbeddingId
-from diffusion.lab.tables import SCORES
+from diffusion.lab.tables import SCORES, TRIAL_HISTORY
 
 Lineage = Mapping[str, EmbeddingId | None]
 """Embedding name -> its identity in the lab now (None, or no entry: the lab has no such model, so nothing is current)."""
 
 RANK = "rank"
 """The leaderboard's own column (not in ``scores``): 1 for the model with the best ratio."""
-COLUMNS = [RANK, SCORES.model, SCORES.fd, SCORES.floor_mean, SCORES.floor_std, SCORES.ratio, SCORES.sampler,
-           SCORES.steps, SCORES.n, SCORES.parameters, SCORES.train_seconds, SCORES.seconds_per_image]
+COLUMNS = [RANK, SCORES.model, SCORES.fd, SCORES.floor_mean, SCORES.floor_std, SCORES.ratio, SCORES.ratio_low,
+           SCORES.ratio_high, SCORES.sampler, SCORES.steps, SCORES.n, SCORES.parameters, SCORES.train_seconds,
+           SCORES.seconds_per_image]
+BUDGET_RATIO = "budget_ratio"
+"""The leaderboard's column (not in ``scores``) of FD / floor at the budget every model reached (``budget_matched``)."""
+
+
+@dataclass(frozen=True)
+class BudgetMatched:
+    """Each model's FD / floor in the sweep's reports at ``images`` training images, a budget every model reached.
+
+    ``ratios``: model -> the lowest ratio among its trials' last FD report at or below the budget. The sweep scores
+    its reports with few samples (``fd_samples``) and a short sampler, so these ratios compare models with each
+    other, not with the evaluation's.
+    """
+
+    images: int
+    ratios: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        """How a table names the column: ``ratio @ 38,400 images``."""
+        return f"ratio @ {self.images:,} images"
 
 
 def is_current(rows: pd.DataFrame, lineage: Lineage) -> pd.Series:
@@ -100,22 +129,70 @@ def best_scores(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", 
     return rows.loc[rows.groupby(SCORES.model)[SCORES.ratio].idxmin()].sort_values(SCORES.ratio)
 
 
+def tie_ranks(ratios: Sequence[float], lows: Sequence[float], highs: Sequence[float]) -> list[int]:
+    """Ranks of models sorted by ratio, ties shared: a model whose interval [low, high] overlaps the interval of the
+    first model of the current tier joins that tier and gets its rank; else it opens a tier at its own position
+    (1, 1, 3, ...). A missing interval (NaN: rows scored before intervals existed) ties with nothing."""
+    if list(ratios) != sorted(ratios):
+        raise ValueError("tie_ranks takes the models sorted by ratio, best first")
+    ranks: list[int] = []
+    leader = 0
+    for i, (low, high) in enumerate(zip(lows, highs)):
+        tied = i > 0 and not any(pd.isna(v) for v in (low, highs[leader])) and low <= highs[leader]
+        if not tied:
+            leader = i
+        ranks.append(leader + 1)
+    return ranks
+
+
+def budget_matched(history: pd.DataFrame, models: Sequence[str] | None = None) -> BudgetMatched | None:
+    """FD / floor of each model (of ``models``, default all) at the largest training budget, in images seen, that
+    every one of them reached in a report with an FD (``trial_history``); None if some model has no such report."""
+    if history.empty or TRIAL_HISTORY.fd_ratio not in history.columns or TRIAL_HISTORY.images_seen not in history.columns:
+        return None
+    scored = history[history[TRIAL_HISTORY.fd_ratio].notna() & history[TRIAL_HISTORY.images_seen].notna()]
+    wanted = list(dict.fromkeys(models if models is not None else scored[TRIAL_HISTORY.model]))
+    reached = scored.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.images_seen].max()
+    if not wanted or any(model not in reached.index for model in wanted):
+        return None
+    budget = int(reached[wanted].min())
+    within = scored[scored[TRIAL_HISTORY.model].isin(wanted) & (scored[TRIAL_HISTORY.images_seen] <= budget)]
+    last = within.loc[within.groupby([TRIAL_HISTORY.model, TRIAL_HISTORY.trial_id])[TRIAL_HISTORY.images_seen].idxmax()]
+    return BudgetMatched(budget, {str(m): float(r) for m, r in last.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.fd_ratio].min().items()})
+
+
 def leaderboard(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", sampler: str | None = None,
-                steps: int | None = None) -> pd.DataFrame:
+                steps: int | None = None, budget: BudgetMatched | None = None) -> pd.DataFrame:
     """One row per model: its best-ratio score in ``embedding`` (current weights only, see ``best_scores``), at the
-    given setting or else at the largest N."""
+    given setting or else at the largest N, ranked with ties (``tie_ranks``); with ``budget``, its ratio at that
+    budget in ``BUDGET_RATIO``."""
     best = best_scores(scores, lineage, embedding, sampler, steps)
     if best.empty:
         return pd.DataFrame(columns=COLUMNS)
     best = best.reset_index(drop=True)
-    best.insert(0, RANK, range(1, len(best) + 1))
-    return best[[c for c in COLUMNS if c in best.columns]]
+    for column in (SCORES.ratio_low, SCORES.ratio_high):
+        if column not in best.columns:
+            best[column] = float("nan")
+    best.insert(0, RANK, tie_ranks(list(best[SCORES.ratio]), list(best[SCORES.ratio_low]), list(best[SCORES.ratio_high])))
+    board = best[[c for c in COLUMNS if c in best.columns]]
+    if budget is not None:
+        board = board.assign(**{BUDGET_RATIO: board[SCORES.model].map(budget.ratios)})
+    return board
 
 
-def format_leaderboard(board: pd.DataFrame) -> str:
-    """The leaderboard as a fixed-width text table (what the pipeline prints)."""
+def format_leaderboard(board: pd.DataFrame, budget: BudgetMatched | None = None) -> str:
+    """The leaderboard as a fixed-width text table (what the pipeline prints): the ratio with its interval, ``=`` on
+    the rank of a tie, and the budget-matched column named by its budget."""
     if board.empty:
         return "(no scored models)"
-    shown = board.assign(train_min=board[SCORES.train_seconds] / 60, ms_per_image=board[SCORES.seconds_per_image] * 1000)
-    shown = shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image])
+    tied = board[RANK].duplicated(keep=False)
+    interval = [f"{r:.3g} [{lo:.3g}, {hi:.3g}]" if pd.notna(lo) else f"{r:.3g}"
+                for r, lo, hi in zip(board[SCORES.ratio], board[SCORES.ratio_low], board[SCORES.ratio_high])]
+    shown = board.assign(**{RANK: [f"{r}=" if t else str(r) for r, t in zip(board[RANK], tied)],
+                            SCORES.ratio: interval, "train_min": board[SCORES.train_seconds] / 60,
+                            "ms_per_image": board[SCORES.seconds_per_image] * 1000})
+    shown = shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image, SCORES.ratio_low, SCORES.ratio_high])
+    shown = shown.rename(columns={SCORES.ratio: "ratio [95% interval]"})
+    if budget is not None and BUDGET_RATIO in shown.columns:
+        shown = shown.rename(columns={BUDGET_RATIO: budget.label})
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -168,9 +168,12 @@ SCORES = TableSchema("scores", "python -m jobs.evaluate", key="model", columns=(
     Column("weights_sha256", "string"), Column("train_seconds", "float"),
     Column("images_seen", "integer", nullable=True), Column("device", "string"),
     Column("embedding_sha256", "string", optional=True), Column("embedding_trial", "string", optional=True),
+    Column("fd_std", "float", optional=True), Column("ratio_low", "float", optional=True),
+    Column("ratio_high", "float", optional=True),
 ))
-"""One row per (model, sampler setting, embedding): FD next to its floor at the same N, KID, speed, and the embedding's
-weights it was measured in (``embedding_sha256``, ``embedding_trial``; absent in tables written before they existed)."""
+"""One row per (model, sampler setting, embedding): FD next to its floor at the same N, the ratio's 95% interval
+(``ratio_low``, ``ratio_high``; ``diffusion.metrics.uncertainty``), KID, speed, and the embedding's weights it was
+measured in (``embedding_sha256``, ``embedding_trial``). The optional columns are absent in tables written before them."""
 
 TRIALS = TableSchema("trials", "python -m jobs.sweep", key="model", prefixes=("model.", "diffusion.", "train."), columns=(
     Column("model", "string"), Column("trial_id", "string"), Column("status", "string"), Column("error", "string"),

@@ -1,7 +1,10 @@
 """Score a set of images against held-out real digits: FD with its floor and ratio, and KID.
 
 FD as in Heusel et al. 2017 (in an embedding of this lab's choice), always next to the
-real-vs-real floor at the same N (``diffusion.metrics.floor``); KID as in Binkowski et al. 2018.
+real-vs-real floor at the same N (``diffusion.metrics.floor``), with the interval of their ratio
+(``diffusion.metrics.uncertainty``); KID as in Binkowski et al. 2018. The images scored are
+first quantized to 8 bits (``quantize_8bit``), as the real digits are stored and as clean-fid
+does (Parmar et al. 2022): a model is scored on what it could write to a PNG.
 A ``Scorer`` is built once per (embedding, real test set, real pool, floor draws, seed) and
 caches what does not depend on the images scored: the real test statistics and the floor per N.
 """
@@ -14,10 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from diffusion.core.images import quantize_8bit
 from diffusion.embeddings import Embedder
 from diffusion.metrics.floor import Floor, fd_floor
 from diffusion.metrics.frechet import GaussianStats, frechet_distance
 from diffusion.metrics.kid import kernel_distance
+from diffusion.metrics.uncertainty import BOOTSTRAP_DRAWS, bootstrap_fds, ratio_interval
 
 KID_SUBSET = 1000
 
@@ -36,6 +41,9 @@ class Score:
     ratio: float
     kid_mean: float | None  # None where KID was skipped (the sweep's trials, for speed)
     kid_std: float | None
+    fd_std: float | None  # FD's bootstrap spread; None where the bootstrap was skipped (the sweep's trials)
+    ratio_low: float | None  # the 95% interval of the ratio (diffusion.metrics.uncertainty)
+    ratio_high: float | None
 
 
 def real_floor(real_pool: torch.Tensor, embedder: Embedder, n: int, draws: int = 5, seed: int = 0) -> Floor:
@@ -93,17 +101,23 @@ class Scorer:
             self._test_features[m] = self.embedder(self.real_test[:m])
         return self._test_features[m]
 
-    def score(self, images: torch.Tensor, kid: bool = True) -> Score:
+    def score(self, images: torch.Tensor, kid: bool = True, bootstrap: int = BOOTSTRAP_DRAWS,
+              quantize: bool = True) -> Score:
         """FD of ``images`` against the real test set at N = min(len(images), len(real_test)), with the floor at
-        that N; KID (on at most ``KID_SUBSET`` images per side) unless ``kid`` is False."""
+        that N and, with ``bootstrap`` draws (0: none), the ratio's interval; KID (on at most ``KID_SUBSET`` images
+        per side) unless ``kid`` is False. ``quantize``: to 8 bits first, as the real digits are."""
         n = self.size(len(images))
-        fd = frechet_distance(self.embedder.stats(images[:n]), self.test_stats(n))
+        images = quantize_8bit(images[:n]) if quantize else images[:n]
+        features = self.embedder(images)
+        fd = frechet_distance(GaussianStats.of(features), self.test_stats(n))
         floor = self.floor(n)
+        interval = ratio_interval(fd.fd, bootstrap_fds(features, self.test_stats(n), bootstrap, self.seed), floor) \
+            if bootstrap else None
         kid_mean = kid_std = None
         if kid:
             m = min(n, KID_SUBSET)
-            result = kernel_distance(self.embedder(images[:m]), self._kid_features(m), subsets=10,
+            result = kernel_distance(features[:m], self._kid_features(m), subsets=10,
                                      subset_size=max(2, m // 2), seed=self.seed)
             kid_mean, kid_std = result.mean, result.std
         return Score(self.name, n, fd.fd, fd.mean_term, fd.trace_term, floor.mean, floor.std, floor.ratio(fd.fd),
-                     kid_mean, kid_std)
+                     kid_mean, kid_std, *((interval.fd_std, interval.low, interval.high) if interval else (None,) * 3))

@@ -37,9 +37,13 @@ def figures(app: AppTest) -> list[dict]:
 def test_leaderboard_ranks_five_models_against_the_floor(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_page("leaderboard", smoke_lab, monkeypatch)
     board = app.dataframe[0].value
-    assert len(board) == 5 and board["rank"].tolist() == [1, 2, 3, 4, 5]
+    ranks = board["rank"].tolist()
+    assert len(board) == 5 and ranks[0] == 1 and ranks == sorted(ranks)  # models whose intervals overlap share a rank
+    assert ((board.ratio_low <= board.ratio) & (board.ratio <= board.ratio_high)).all()
+    assert board.budget_ratio.notna().all()  # every model at the budget they all reached (1,280 images in smoke)
     [figure] = figures(app)
-    assert len(figure["data"][0]["x"]) == 5 and figure["data"][0]["marker"]["color"].count("#d62728") == 1
+    assert len(figure["data"][0]["x"]) == 5 and figure["data"][0]["marker"]["color"].count("#d62728") == ranks.count(1)
+    assert len(figure["data"][0]["error_y"]["array"]) == 5  # the intervals as error bars
     assert any(shape.get("line", {}).get("dash") == "dash" for shape in figure["layout"]["shapes"])  # the floor
     assert "real-vs-real floor" in app.markdown[0].value
     assert "vae@" in app.main.caption[0].value and not app.main.warning  # the VAE it ranks by; nothing stale

@@ -82,6 +82,7 @@ def test_every_model_is_scored_against_its_floor_and_a_corrupt_one_does_not_stop
     assert (ddpm.steps == 50).all() and (ddpm.n == 24).all()  # all T steps, its own sample size
     assert (scores[scores.sampler == "ddim"].n == 48).all()
     assert ((scores.ratio - scores.fd / scores.floor_mean).abs() < 1e-9).all()
+    assert ((scores.ratio_low <= scores.ratio) & (scores.ratio <= scores.ratio_high) & (scores.fd_std > 0)).all()
     assert (scores.floor_std > 0).all() and (scores.seconds_per_image > 0).all() and (scores.parameters > 0).all()
     # one floor per (embedding, N), shared by every model
     assert scores.groupby(["embedding", "n"]).floor_mean.nunique().max() == 1

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from diffusion.lab.leaderboard import (
+    BUDGET_RATIO,
+    budget_matched,
     format_leaderboard,
     is_current,
     leaderboard,
@@ -16,10 +18,11 @@ from diffusion.lab.leaderboard import (
     split_lineage,
     stale_models,
     stale_note,
+    tie_ranks,
 )
 from diffusion.lab.lineage import EmbeddingId
 from diffusion.lab.store import LabStore
-from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
+from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TRIAL_HISTORY, TableStore
 
 VAE, OLD_VAE = EmbeddingId("vae", "a" * 64, "vae_00001"), EmbeddingId("vae", "b" * 64)
 LINEAGE = {"vae": VAE, "classifier": None, "pixels": EmbeddingId("pixels")}
@@ -102,3 +105,50 @@ def test_a_table_written_before_lineage_reads_and_all_its_rows_are_stale(tmp_pat
     for schema in (ROBUSTNESS, ROBUSTNESS_SUMMARY):  # the robustness tables split by the same columns
         assert (schema.embedding, schema.embedding_sha256) == (SCORES.embedding, SCORES.embedding_sha256)
         assert schema.embedding_sha256.optional and schema.embedding_trial.optional
+
+
+def test_models_whose_intervals_overlap_the_tier_leaders_share_its_rank() -> None:
+    nan = float("nan")
+    assert tie_ranks([1.0, 1.1, 1.5, 3.0], [0.9, 1.0, 1.2, 2.5], [1.12, 1.3, 1.8, 3.5]) == [1, 1, 3, 4]
+    # 1.5 overlaps 1.1's interval but not the leader's: ties do not chain
+    assert tie_ranks([1.0, 1.1, 1.5], [0.9, 1.0, 1.25], [1.2, 1.3, 1.8]) == [1, 1, 3]
+    assert tie_ranks([1.0, 1.1], [nan, nan], [nan, nan]) == [1, 2]  # rows scored before intervals: no ties
+    try:
+        tie_ranks([2.0, 1.0], [1, 1], [3, 3])
+    except ValueError as error:
+        assert "sorted" in str(error)
+    else:
+        raise AssertionError("unsorted ratios were accepted")
+
+
+def test_the_board_marks_ties_and_shows_each_interval() -> None:
+    rows = pd.DataFrame([score("a", "ddim", 20, 1000, 0.30, 0.15), score("b", "ddim", 20, 1000, 0.33, 0.15),
+                         score("c", "ddim", 20, 1000, 0.90, 0.15)])
+    rows = rows.assign(ratio_low=rows.ratio * 0.9, ratio_high=rows.ratio * 1.1)
+    board = leaderboard(rows, LINEAGE)
+    assert board["rank"].tolist() == [1, 1, 3]
+    text = format_leaderboard(board)
+    assert "1=" in text and "3=" not in text and "2 [1.8, 2.2]" in text and "ratio [95% interval]" in text
+
+
+def history(model: str, trial: str, images: list[int], ratios: list[float]) -> list[dict]:
+    return [{"model": model, "trial_id": trial, "images_seen": i, "fd_ratio": r} for i, r in zip(images, ratios)]
+
+
+def test_the_budget_matched_column_takes_every_models_ratio_at_the_largest_budget_all_reached() -> None:
+    table = pd.DataFrame([
+        *history("a", "a1", [100, 200, 300, 400], [9.0, 5.0, 3.0, 2.0]),  # trained longest
+        *history("a", "a2", [100, 200], [8.0, 6.0]),
+        *history("b", "b1", [100, 200, 250], [7.0, 4.0, 3.5]),  # reached 250: the budget; its best trial there
+        *history("b", "b2", [100], [6.5]),
+        {"model": "a", "trial_id": "a1", "images_seen": 50, "fd_ratio": float("nan")},  # a report without an FD
+    ])
+    budget = budget_matched(table)
+    assert budget is not None and budget.images == 250 and budget.ratios == {"a": 5.0, "b": 3.5}
+    assert budget.label == "ratio @ 250 images"
+    assert budget_matched(table, ["a"]).images == 400  # type: ignore[union-attr]
+    assert budget_matched(table, ["a", "z"]) is None and budget_matched(TRIAL_HISTORY.empty()) is None
+    rows = pd.DataFrame([score("a", "ddim", 20, 1000, 0.30, 0.15), score("b", "ddim", 20, 1000, 0.60, 0.15)])
+    board = leaderboard(rows, LINEAGE, budget=budget)
+    assert board[BUDGET_RATIO].tolist() == [5.0, 3.5]  # a wins on its long training, b at an equal budget
+    assert "ratio @ 250 images" in format_leaderboard(board, budget)
