@@ -31,11 +31,13 @@ class SamplingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), strict=True)
 
     model: str = Field(min_length=1, max_length=MAX_NAME, description="a hosted model's name (GET /models)")
-    sampler: SamplerName = Field("ddim", description="ddpm (ancestral), ddim, or dpmpp2m (DPM-Solver++ 2M)")
+    sampler: SamplerName = Field("ddim", description="ddpm (ancestral), ddim, dpmpp2m (DPM-Solver++ 2M) or "
+                                                     "dpmpp2m_sde (its SDE form)")
     steps: int | None = Field(None, description="sampling steps, 1 to the model's T; null: 50 for DDIM, 20 for "
-                                                "DPM-Solver++, T for DDPM")
+                                                "DPM-Solver++, 30 for its SDE form, T for DDPM")
     eta: float = Field(0.0, allow_inf_nan=False,
-                       description="DDIM noise, 0 to 1 (0 deterministic, 1 like DDPM); ignored by ddpm; must be 0 for dpmpp2m")
+                       description="noise of ddim and dpmpp2m_sde, 0 to 1 (0 deterministic, 1 like DDPM, the full "
+                                   "SDE for dpmpp2m_sde); ignored by ddpm; must be 0 for dpmpp2m")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed and settings give the same images")
 
     @model_validator(mode="after")

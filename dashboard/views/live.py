@@ -23,7 +23,8 @@ with st.form("sample"):
     name = st.selectbox("Model", names)
     timesteps = next(m["timesteps"] for m in models if m["name"] == name)
     left, middle, right = st.columns(3)
-    sampler = left.selectbox("Sampler", list(SAMPLERS), help="dpmpp2m: DPM-Solver++(2M), good at 10-20 steps")
+    sampler = left.selectbox("Sampler", list(SAMPLERS), help="dpmpp2m: DPM-Solver++(2M), good at 10-20 steps; "
+                                                             "dpmpp2m_sde runs here with eta 0, its ODE limit")
     steps = middle.number_input("Steps", 1, 1000, 50, help="at most the model's T")
     seed = right.number_input("Seed", 0, 2**32 - 1, 0)
     num_images = st.slider("Images", 1, 64, 16)

@@ -25,7 +25,7 @@ Arch = Literal["mlp", "cnn", "unet", "resunet", "attnunet"]
 """Denoiser architectures, in order of rising capacity (``diffusion.core.models.DENOISERS``)."""
 ScheduleName = Literal["linear", "cosine"]
 """Noise schedules (``diffusion.core.schedules.SCHEDULES``)."""
-SamplerName = Literal["ddpm", "ddim", "dpmpp2m"]
+SamplerName = Literal["ddpm", "ddim", "dpmpp2m", "dpmpp2m_sde"]
 """Samplers (``diffusion.core.samplers.SAMPLERS``)."""
 DatasetName = Literal["mnist-embedded", "mnist"]
 """Training data sets (``diffusion.lab.datasets.DATASETS``)."""
@@ -65,7 +65,7 @@ class ConfigError(ValueError):
 
 
 def unknown(what: str, value: Any, accepted: typing.Iterable[str]) -> ConfigError:
-    """The error for a name that no registry holds: ``unknown sampler 'euler'; accepted: ddpm, ddim, dpmpp2m``."""
+    """The error for a name that no registry holds: ``unknown sampler 'euler'; accepted: ddpm, ddim, dpmpp2m, dpmpp2m_sde``."""
     return ConfigError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
 
 

@@ -160,11 +160,16 @@ def ddim(
         yield SamplerStep(index, t, t_prev, x, x0)
 
 
-def _dpm_solver_coefficients(schedule: NoiseSchedule, steps: int) -> list[tuple[int, int, float, float, float]]:
-    """(t, t_prev, sigma_prev / sigma_t, alpha_prev (1 - e^{-h}), r = h_last / h) per step, in float64, before the loop.
+def _dpm_solver_coefficients(
+    schedule: NoiseSchedule, steps: int, eta: float = 0.0
+) -> list[tuple[int, int, float, float, float, float]]:
+    """(t, t_prev, decay, gain, spread, r = h_last / h) per step, in float64, before the loop.
 
     alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar) and lambda = log(alpha / sigma); h is
-    the step in lambda. r = 0 marks a first-order step: the first one (no history), the one
+    the step in lambda. A step is x_prev = decay x_t + gain D + spread z with
+    decay = (sigma_prev / sigma_t) e^{-eta h}, gain = alpha_prev (1 - e^{-(1 + eta) h}) and
+    spread = sigma_prev sqrt(1 - e^{-2 eta h}): eta = 0 is the ODE's step (no noise), eta = 1 the
+    reverse SDE's. r = 0 marks a first-order step: the first one (no history), the one
     landing on level 0 (the largest step in lambda, where extrapolating from the previous
     prediction overshoots; diffusers' ``lower_order_final``) and the last one, to the clean image.
     """
@@ -172,13 +177,34 @@ def _dpm_solver_coefficients(schedule: NoiseSchedule, steps: int) -> list[tuple[
     for t, t_prev, ab, ab_prev in _level_pairs(schedule, steps):
         alpha_prev, sigma, sigma_prev = np.sqrt(ab_prev), np.sqrt(1.0 - ab), np.sqrt(1.0 - ab_prev)
         if t_prev < 0:
-            coefficients.append((t, t_prev, 0.0, float(alpha_prev), 0.0))
+            coefficients.append((t, t_prev, 0.0, float(alpha_prev), 0.0, 0.0))
             continue
         h = np.log(alpha_prev / sigma_prev) - np.log(np.sqrt(ab) / sigma)
         r = 0.0 if h_last is None or t_prev == 0 else h_last / h
-        coefficients.append((t, t_prev, float(sigma_prev / sigma), float(alpha_prev * -np.expm1(-h)), float(r)))
+        coefficients.append((t, t_prev, float(sigma_prev / sigma * np.exp(-eta * h)),
+                             float(alpha_prev * -np.expm1(-(1.0 + eta) * h)),
+                             float(sigma_prev * np.sqrt(-np.expm1(-2.0 * eta * h))), float(r)))
         h_last = h
     return coefficients
+
+
+def _dpm_solver_steps(
+    model: nn.Module, schedule: NoiseSchedule, x_T: torch.Tensor, generator: Noise, steps: int, eta: float,
+    clip: bool, precision: str,
+) -> Iterator[SamplerStep]:
+    """The DPM-Solver++(2M) loop for the step family of ``_dpm_solver_coefficients`` (midpoint second-order term)."""
+    x, x0_last = x_T, None
+    for index, (t, t_prev, decay, gain, spread, r) in enumerate(_dpm_solver_coefficients(schedule, steps, eta)):
+        x0, _eps = _predict(model, schedule, x, t, precision, clip)
+        if t_prev < 0:
+            x = x0
+        else:
+            direction = x0 if x0_last is None or r == 0 else (1 + 0.5 / r) * x0 - (0.5 / r) * x0_last
+            x = decay * x + gain * direction
+            if spread > 0:
+                x = x + spread * draw_noise(x.shape, generator, x.device)
+        x0_last = x0
+        yield SamplerStep(index, t, t_prev, x, x0)
 
 
 @torch.inference_mode()
@@ -201,22 +227,40 @@ def dpm_solver_2m(
     - (1 / 2r) x0_hat_last otherwise (r = h_last / h). The step to the clean image returns x0_hat.
     Deterministic: ``eta`` must be 0 (SamplerSetting refuses any other); ``generator`` and ``variance`` are unused.
     """
-    x, x0_last = x_T, None
-    for index, (t, t_prev, ratio, gain, r) in enumerate(_dpm_solver_coefficients(schedule, steps or schedule.timesteps)):
-        x0, _eps = _predict(model, schedule, x, t, precision, clip)
-        if t_prev < 0:
-            x = x0
-        else:
-            direction = x0 if x0_last is None or r == 0 else (1 + 0.5 / r) * x0 - (0.5 / r) * x0_last
-            x = ratio * x + gain * direction
-        x0_last = x0
-        yield SamplerStep(index, t, t_prev, x, x0)
+    yield from _dpm_solver_steps(model, schedule, x_T, generator, steps or schedule.timesteps, 0.0, clip, precision)
+
+
+@torch.inference_mode()
+def dpm_solver_2m_sde(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    generator: Noise,
+    steps: int | None = 30,
+    eta: float = 1.0,
+    variance: str = "beta_tilde",
+    clip: bool = True,
+    precision: str = "auto",
+) -> Iterator[SamplerStep]:
+    """SDE-DPM-Solver++(2M), the SDE form of Lu et al. 2022 ("DPM-Solver++"): the second-order
+    multistep solver of the reverse diffusion SDE in its data-prediction form, midpoint variant.
+
+    x_prev = (sigma_prev / sigma_t) e^{-h} x_t + alpha_prev (1 - e^{-2h}) D + sigma_prev sqrt(1 - e^{-2h}) z,
+    D as in ``dpm_solver_2m``: the linear extrapolation of x0_hat through the last two
+    predictions, taken at the step's midpoint in lambda. The step to the clean image returns x0_hat
+    and adds no noise. ``eta`` scales the noise (the reverse SDE whose diffusion is sqrt(eta) g):
+    h becomes eta h in the decay and noise terms and (1 + eta) h in the gain; eta = 1 is the
+    paper's SDE, eta = 0 its ODE, that is ``dpm_solver_2m``. ``sample`` and SamplerSetting
+    default to eta 0: pass eta = 1 for the SDE. ``variance`` is unused.
+    """
+    yield from _dpm_solver_steps(model, schedule, x_T, generator, steps or schedule.timesteps, eta, clip, precision)
 
 
 Sampler = Callable[..., Iterator[SamplerStep]]
 
-SAMPLERS: dict[SamplerName, Sampler] = registry(SamplerName, {"ddpm": ddpm, "ddim": ddim, "dpmpp2m": dpm_solver_2m})
-DEFAULT_STEPS: dict[SamplerName, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20}  # None: all T levels
+SAMPLERS: dict[SamplerName, Sampler] = registry(
+    SamplerName, {"ddpm": ddpm, "ddim": ddim, "dpmpp2m": dpm_solver_2m, "dpmpp2m_sde": dpm_solver_2m_sde})
+DEFAULT_STEPS: dict[SamplerName, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20, "dpmpp2m_sde": 30}  # None: all T
 
 
 def _step_function(sampler: str, steps: int | None, eta: float) -> Sampler:
@@ -365,7 +409,8 @@ def denoising_paths(
 
 
 def default_steps(sampler: str, schedule: NoiseSchedule) -> int:
-    """Steps a sampler takes when none are given: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++ (at most T)."""
+    """Steps a sampler takes when none are given: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++, 30 for its
+    SDE form (at most T)."""
     steps = DEFAULT_STEPS.get(sampler)
     return schedule.timesteps if steps is None else min(steps, schedule.timesteps)
 
