@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from sampling import Scorer, Setting, sampler_rows  # bench/sampling.py, beside this script
 
@@ -22,7 +23,7 @@ from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 
-SETTING = re.compile(r"^(diffusers-)?([a-z0-9]+)-(T|\d+)(?:@([0-9.]+))?$")
+SETTING = re.compile(r"^(diffusers-)?([a-z0-9_]+)-(T|\d+)(?:@([0-9.]+))?$")
 DEFAULT_SETTINGS = ["ddpm-T", "ddpm-100", "ddpm-50", "ddim-20", "ddim-50", "ddim-50@1", "dpmpp2m-20", "diffusers-ddim-20"]
 
 
@@ -36,16 +37,17 @@ def parse_setting(text: str) -> Setting:
     return Setting(match.group(2), steps, float(match.group(4) or 0.0), "diffusers" if match.group(1) else "ours")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_model_flags(parser: argparse.ArgumentParser, n: int) -> None:
+    """--lab, --model, --n (default ``n``), --batch and --device, what ``score_settings`` reads."""
     parser.add_argument("--lab", required=True)
     parser.add_argument("--model", default="unet")
-    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS)
-    args = parser.parse_args()
-    settings = [parse_setting(s) for s in args.settings]
+
+
+def score_settings(args: argparse.Namespace, settings: list[Setting]) -> list[dict[str, Any]]:
+    """Load the stored model, print it and the floor, and return ``sampler_rows`` of ``settings`` on it."""
     device = pick_device(args.device)
     store = LabStore(args.lab)
     stored = ModelRegistry(store).load_denoiser(args.model, device)
@@ -54,7 +56,15 @@ def main() -> None:
     scorer = Scorer(store, args.n, device)
     print(f"# {args.model} ({diffusion.prediction}, {diffusion.schedule}, T = {diffusion.timesteps}) on {device}; "
           f"floor at N = {scorer.n}: {scorer.floor.mean:.3f} +- {scorer.floor.std:.3f}", flush=True)
-    rows = sampler_rows(stored.model, schedule, diffusion.schedule, diffusion.prediction, settings, scorer, args.batch, device)
+    return sampler_rows(stored.model, schedule, diffusion.schedule, diffusion.prediction, settings, scorer, args.batch, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_model_flags(parser, 1000)
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS)
+    args = parser.parse_args()
+    rows = score_settings(args, [parse_setting(s) for s in args.settings])
     print("| setting | network evaluations | FD | FD / floor | images/s |\n|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['setting']} | {row['steps']} | {row['fd']:.3f} | {row['ratio']:.2f} | {row['images_per_s']:,.1f} |")

@@ -32,7 +32,7 @@ class Setting:
     @property
     def label(self) -> str:
         steps = "T" if self.steps is None else str(self.steps)
-        eta = f", eta {self.eta:g}" if self.eta and self.sampler == "ddim" else ""
+        eta = f", eta {self.eta:g}" if self.eta and self.sampler != "ddpm" else ""  # ddpm ignores eta
         prefix = "" if self.implementation == "ours" else "diffusers "
         return f"{prefix}{self.sampler}-{steps}{eta}"
 
@@ -77,7 +77,8 @@ def sampler_rows(model: nn.Module, schedule: NoiseSchedule, schedule_name: str, 
             run = lambda: reference.sample(model, scorer.n, setting.steps or schedule.timesteps, seed=1, batch_size=batch)  # noqa: E731
         images, seconds = timed(run, device)
         rows.append({"setting": setting.label, "implementation": setting.implementation, "sampler": setting.sampler,
-                     "steps": setting.steps or schedule.timesteps, "eta": setting.eta, "images_per_s": scorer.n / seconds,
+                     "steps": setting.steps or schedule.timesteps, "eta": setting.eta, "seconds": seconds,
+                     "images_per_s": scorer.n / seconds,
                      **scorer(images)})
         print(f"  {setting.label}: FD/floor {rows[-1]['ratio']:.2f}, {rows[-1]['images_per_s']:.0f} img/s", flush=True)
     return rows
