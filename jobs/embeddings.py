@@ -11,6 +11,7 @@ EMA weights of that report, with its trial id on the card (the lineage every sco
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from diffusion.lab.datasets import selection_splits
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import EMBEDDING_HISTORY, EMBEDDING_TRIALS, TableStore
+from jobs.console import say
 from jobs.experiment import (
     Experiment,
     best_report,
@@ -72,10 +74,18 @@ def train_embedding_trial(config: dict[str, Any]) -> None:
     job.trainer.fit(callback=report, every=report_every(job_settings["report_every_images"], run.train.batch_size))
 
 
+def planned_steps(config: dict[str, Any]) -> int:
+    """The steps an embedding trial's config trains for (read as ``train_embedding_trial`` reads it)."""
+    point = config[POINT_KEY]
+    return embedding_run_config(point[POINT_NAME], {s: point.get(s, {}) for s in EMBEDDING_SECTIONS},
+                                config["_job"]["dataset"]).train.steps
+
+
 def sweep_embeddings(store: LabStore, preset: Preset, stage: str, retrain: bool = False, resume: bool = False,
                      kinds: Sequence[str] = tuple(EMBEDDER_RUNS)) -> list[str]:
     """Sweep those of ``kinds`` the lab lacks (all of them with ``retrain``), export each kind's best trial, write
     the ``embedding_trials`` and ``embedding_history`` tables; returns the kinds swept."""
+    start = time.perf_counter()
     registry = ModelRegistry(store)
     swept = [kind for kind in kinds if retrain or kind not in registry.list_models(kind=kind)]
     for kind in kinds:
@@ -88,7 +98,7 @@ def sweep_embeddings(store: LabStore, preset: Preset, stage: str, retrain: bool 
            "cpus": settings.resources.get("cpu", 1)}
     experiment = Experiment(EXPERIMENT if swept == list(EMBEDDER_RUNS) else f"{EXPERIMENT}-{'-'.join(swept)}",
                             train_embedding_trial, {kind: embedding_space(preset, kind) for kind in swept}, job,
-                            settings, SELECTION_METRIC)
+                            settings, SELECTION_METRIC, planned_steps=planned_steps)
     records = trial_records(store, run_experiment(store, experiment, resume), SELECTION_METRIC, EMBEDDING_TRIALS.kind,
                             HISTORY_COLUMNS, ("val_neg_elbo", "val_accuracy"))
     for kind in swept:
@@ -96,6 +106,7 @@ def sweep_embeddings(store: LabStore, preset: Preset, stage: str, retrain: bool 
     tables = TableStore(store)
     tables.update(EMBEDDING_TRIALS, pd.DataFrame(records.rows), keys=swept)
     tables.update(EMBEDDING_HISTORY, records.history, keys=swept)
+    say(f"[embeddings] done in {time.perf_counter() - start:.0f} s: {', '.join(swept)} exported")
     return swept
 
 

@@ -23,6 +23,7 @@ from diffusion.lab.checkpoint import weights_from_bytes
 from diffusion.lab.kinds import MODEL_KINDS, kind_of
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
+from jobs.console import LogReporter, TrialLines, say, searched_columns
 from jobs.presets import POINT_NAME, TuneSettings
 from jobs.scheduling import GroupedScheduler
 from jobs.searchers import GroupedSearcher
@@ -35,6 +36,14 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 # Trials report the loss often and the FD every few thousand images; ASHA skips the reports
 # without FD, but Tune's strict check would reject them as missing the scheduler's metric.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# Tune's status tables go to the job's log (jobs.console.LogReporter), not to stdout: only its older output
+# engine takes a progress reporter; the newer one prints its tables and trial results itself.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# With num_to_keep, Tune saves the experiment state again as soon as a trial has made that many checkpoints since
+# the last save, so that the state never names a checkpoint it has deleted; fast trials (a report and checkpoint
+# every fraction of a second) trigger it often, and Tune warns that such saves "may become a bottleneck". Here they
+# are what --resume relies on, and cost a few kB (the saves every 2 s above already write as much): no warning.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 CHECKPOINTS_KEPT = 4
 
 
@@ -52,6 +61,8 @@ class Experiment:
     """What the trials report and ASHA and the searcher minimise: ``fd`` or ``val_loss``."""
     num_samples: int | None = None
     max_concurrent: int | None = None
+    planned_steps: Callable[[dict[str, Any]], int] | None = None
+    """A trial config -> the steps it trains for, for the console's trial lines (a module-level function)."""
 
 
 def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False) -> tune.ResultGrid:
@@ -60,7 +71,7 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
     trainable = tune.with_resources(experiment.trainable, {k: v for k, v in settings.resources.items() if v})
     path = store.uri("tune", experiment.name)
     if resume and tune.Tuner.can_restore(path):
-        print(f"[{experiment.name}] resuming {path}", flush=True)
+        say(f"[{experiment.name}] resuming {path}")  # with the callbacks and reporter it was started with
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
     groups = list(experiment.spaces)
     num_samples = experiment.num_samples or settings.num_samples
@@ -76,7 +87,12 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
         tune_config=tune.TuneConfig(scheduler=scheduler, search_alg=searcher, num_samples=searcher.trials,
                                     max_concurrent_trials=experiment.max_concurrent or settings.max_concurrent),
         run_config=tune.RunConfig(
-            name=experiment.name, storage_path=store.tune_storage(), verbose=1,
+            name=experiment.name, storage_path=store.tune_storage(),
+            # the console gets a line per trial now and then (TrialLines); Tune's status tables go to the log
+            verbose=1, progress_reporter=LogReporter(experiment.metric, [f"{POINT_KEY}/{POINT_NAME}",
+                                                                         *searched_columns(experiment.spaces, POINT_KEY)]),
+            callbacks=[TrialLines(experiment.name.split("-")[0], experiment.metric, group_of, dict(searcher.trials_of),
+                                  experiment.planned_steps)],
             # keep the newest few by recency: the experiment state that --resume reads may lag a
             # report or two behind, and must still find the checkpoint it names; every checkpoint
             # carries the trial's best weights, so the export never needs an older one
@@ -85,7 +101,7 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
         ),
     )
     counts = ", ".join(f"{searcher.trials_of[g]} of {g}" for g in groups)
-    print(f"[{experiment.name}] {searcher.trials} trial(s): {counts} ({settings.search} search) -> {path}", flush=True)
+    say(f"[{experiment.name}] {searcher.trials} trial(s): {counts} ({settings.search} search) -> {path}")
     return tuner.fit()
 
 

@@ -1,7 +1,9 @@
 """``python -m jobs.pipeline``: sweep, then evaluate, as one job, ending with the leaderboard.
 
 The README's main job: ``python -m jobs.pipeline --preset quick`` runs in Ray's local mode on
-one machine; under ``ray job submit`` it joins the cluster it was submitted to.
+one machine; under ``ray job submit`` it joins the cluster it was submitted to. Either way the
+console gets each stage's start and end, a line per trial now and then, and the leaderboard;
+what Ray and Tune print goes to ``<lab>/logs/pipeline-<UTC time>.log`` (``jobs.console``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from diffusion.lab.datasets import DatasetUnavailable
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStoreError
 from jobs import evaluate, sweep
+from jobs.console import job_log, say
 from jobs.presets import first_point, run_config
 
 
@@ -39,9 +42,9 @@ class PipelineOutcome:
 def run_pipeline(request: sweep.SweepRequest) -> PipelineOutcome:
     """Sweep, export, evaluate, print the leaderboard and the time per stage; status 1 if a model could not be evaluated."""
     start = time.perf_counter()
-    print(f"[pipeline] stage 1/2: sweep ({request.preset.name} preset, models {', '.join(request.models)})", flush=True)
+    say(f"[pipeline] stage 1/2: sweep ({request.preset.name} preset, models {', '.join(request.models)})")
     seconds = dict(sweep.run_sweep(request).seconds)
-    print(f"[pipeline] stage 2/2: evaluate ({time.perf_counter() - start:.0f} s so far)", flush=True)
+    say(f"[pipeline] stage 2/2: evaluate ({time.perf_counter() - start:.0f} s so far)")
     exported = [m for m in request.models if m in ModelRegistry(request.store).list_models(kind="denoiser")]
     status = 0
     evaluated = time.perf_counter()
@@ -53,7 +56,7 @@ def run_pipeline(request: sweep.SweepRequest) -> PipelineOutcome:
     seconds["evaluate"] = time.perf_counter() - evaluated
     evaluate.print_leaderboard(request.store)
     stages = ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items())
-    print(f"[pipeline] done in {time.perf_counter() - start:.0f} s ({stages}); lab store {request.store.root}", flush=True)
+    say(f"[pipeline] done in {time.perf_counter() - start:.0f} s ({stages}); lab store {request.store.root}")
     return PipelineOutcome(status, seconds)
 
 
@@ -68,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, LabStoreError, CheckpointError, DatasetUnavailable, ValueError) as error:
         print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)
         return 2
-    return run_pipeline(request).status
+    with job_log(request.store, "pipeline"):
+        return run_pipeline(request).status
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
+from jobs.console import job_log, say
 from jobs.embeddings import sweep_embeddings
 from jobs.experiment import (
     Experiment,
@@ -38,9 +39,10 @@ from jobs.experiment import (
     run_experiment,
     trial_records,
 )
-from jobs.presets import SECTIONS, Preset, load_preset, param_space, run_config
+from jobs.presets import POINT_NAME, SECTIONS, Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray
 from jobs.trainable import train_denoiser_trial
+from jobs.trial_state import POINT_KEY
 
 HISTORY_COLUMNS = tuple(c for c in TRIAL_HISTORY.columns if c.optional)
 """What the history keeps of each report."""
@@ -103,6 +105,12 @@ def experiment_name(models: Sequence[str]) -> str:
     return "sweep-" + "-".join(models)
 
 
+def planned_steps(config: dict[str, Any]) -> int:
+    """The steps a denoiser trial's config trains for (read as ``train_denoiser_trial`` reads it)."""
+    point = config[POINT_KEY]
+    return run_config(point[POINT_NAME], {s: point.get(s, {}) for s in SECTIONS}, config["_job"]["dataset"]).train.steps
+
+
 def sweep_models(request: SweepRequest) -> tune.ResultGrid:
     """Run (or resume) the one Tune experiment of every requested model: per-model spaces and ASHA brackets."""
     store, preset, settings = request.store, request.preset, request.preset.sweep
@@ -111,7 +119,7 @@ def sweep_models(request: SweepRequest) -> tune.ResultGrid:
            "fd_sampler_steps": settings.fd_sampler_steps}
     experiment = Experiment(experiment_name(request.models), train_denoiser_trial,
                             {model: param_space(preset, model) for model in request.models}, job, settings, "fd",
-                            request.num_samples, request.max_concurrent)
+                            request.num_samples, request.max_concurrent, planned_steps)
     return run_experiment(store, experiment, request.resume)
 
 
@@ -158,8 +166,8 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     tables.update(TRIALS, pd.DataFrame(records.rows), keys=request.models)
     tables.update(TRIAL_HISTORY, records.history, keys=request.models)
     seconds = {"embeddings": embedded - start, "trials": trained - embedded, "export": time.perf_counter() - trained}
-    print(f"[sweep] done in {sum(seconds.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-          + f"): {len(records.rows)} trials, tables in {store.uri('tables')}", flush=True)
+    say(f"[sweep] done in {sum(seconds.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        + f"): {len(records.rows)} trials, tables in {store.uri('tables')}")
     return SweepOutcome(pd.DataFrame(records.rows), seconds)
 
 
@@ -171,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, LabStoreError, DatasetUnavailable, ValueError) as error:
         print(f"python -m jobs.sweep: error: {error}", file=sys.stderr)
         return 2
-    run_sweep(request)
+    with job_log(request.store, "sweep"):
+        run_sweep(request)
     return 0
 
 

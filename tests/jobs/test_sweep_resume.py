@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,23 @@ def checkpoints(experiment: Path) -> dict[str, int]:
     return found
 
 
+def check_console(output: str, lab: Path) -> None:
+    """The resumed sweep's console: its own lines, a done line per trial it ran, where the log is (first and last);
+    Tune's tables, Ray's logging and the workers' output only in that log (the callbacks came back from the
+    experiment Tune restored)."""
+    lines = output.splitlines()
+    assert len(lines) <= 30, output
+    for noise in ("Checkpoint successfully created", "Trial status", "== Status ==", "pid=", "INFO", "WARNING"):
+        assert noise not in output, (noise, output)
+    named = [line for line in lines if "Ray and Tune output: " in line]
+    assert len(named) == 2 and named[0] == named[1] == lines[-1], output  # said at the start and last
+    log = named[0].split("Ray and Tune output: ", 1)[1]
+    assert Path(log).parent == lab / "logs" and len(list(Path(log).parent.glob("sweep-*.log"))) == 2  # killed run's too
+    assert "== Status ==" in Path(log).read_text()  # Tune's status table
+    assert re.search(r"^\[sweep\] mlp trial [123]/3  done at step 120/120  best fd \S+ \(\S+x floor\) at step \d+",
+                     output, re.MULTILINE), output
+
+
 def test_killed_driver_resumes_without_redoing_or_losing_trials(tmp_path: Path) -> None:
     lab, preset = tmp_path / "lab", tmp_path / "resume.yaml"
     preset.write_text(PRESET)
@@ -94,6 +112,7 @@ def test_killed_driver_resumes_without_redoing_or_losing_trials(tmp_path: Path) 
     shutil.rmtree(ray_tmp, ignore_errors=True)
     assert second.returncode == 0, output[-4000:]
     assert "resuming" in output
+    check_console(output, lab)
 
     trials = TableStore(LabStore(lab)).read(TRIALS)
     assert len(trials) == 3, trials
