@@ -140,15 +140,20 @@ class TrialLines(tune.Callback):
                  planned_steps: Callable[[dict[str, Any]], int] | None = None, every_s: float = TRIAL_LINE_EVERY_S) -> None:
         self.stage, self.metric, self.group_of, self.totals = stage, metric, group_of, totals
         self.planned_steps, self.every_s = planned_steps, every_s
+        self._numbers: dict[str, tuple[str, int]] = {}
+        self._counts: dict[str, int] = {}
         self._last_line: dict[str, float] = {}
         self._best: dict[str, tuple[float, Any, float | None]] = {}
         self._planned: dict[str, int | None] = {}
 
     def _name(self, trials: list[Any], trial: Any) -> str:
-        group = self.group_of(trial.config)
-        mates = [t.trial_id for t in trials if self.group_of(t.config) == group]
-        number = mates.index(trial.trial_id) + 1 if trial.trial_id in mates else len(mates) + 1
-        return f"[{self.stage}] {group} trial {number}/{max(self.totals.get(group, 0), len(mates))}"
+        for each in (*trials, trial):  # numbered as first seen: Tune moves a retried trial to the end of its list
+            if each.trial_id not in self._numbers:
+                group = self.group_of(each.config)
+                self._counts[group] = self._counts.get(group, 0) + 1
+                self._numbers[each.trial_id] = (group, self._counts[group])
+        group, number = self._numbers[trial.trial_id]
+        return f"[{self.stage}] {group} trial {number}/{max(self.totals.get(group, 0), self._counts[group])}"
 
     def _step(self, trial: Any, result: dict[str, Any]) -> str:
         if trial.trial_id not in self._planned:
@@ -160,6 +165,7 @@ class TrialLines(tune.Callback):
         return f"{self.metric} {_short(value)}" + (f" ({_short(ratio, 3)}x floor)" if ratio is not None else "")
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._name(trials, trial)  # numbers the trials while Tune's list is in the order it made them
         self._last_line.setdefault(trial.trial_id, time.monotonic())
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:

@@ -48,6 +48,8 @@ def test_trial_lines_say_where_each_trial_is_now_and_then_and_how_it_ended(capsy
     for each in trials:
         lines.on_trial_start(0, trials, each)
     lines.on_trial_result(1, trials, second, {"step": 700, "loss": 0.2})  # no FD: no line
+    first.last_result = {"step": 400}
+    lines.on_trial_recover(1, [mlp, second, first], first)  # Tune moves a retried trial to the end: it keeps its number
     lines.on_trial_result(2, trials, second, {"step": 800, "fd": 41.27, "fd_ratio": 3.14, "time_this_iter_s": 12.3})
     lines.on_trial_result(3, trials, second, {"step": 900, "fd": 45.0, "fd_ratio": 3.4, "time_this_iter_s": 0.52})
     second.last_result = {"step": 900, "time_total_s": 140.2}
@@ -57,6 +59,7 @@ def test_trial_lines_say_where_each_trial_is_now_and_then_and_how_it_ended(capsy
     lines.on_trial_complete(6, trials, first)
     lines.on_trial_complete(7, trials, mlp)
     assert capsys.readouterr().out.splitlines() == [
+        "[sweep] unet trial 1/2  failed at step 400/1700; retrying from its last checkpoint",
         "[sweep] unet trial 2/2  step 800/1700  fd 41.27 (3.14x floor)  12 s/report",
         "[sweep] unet trial 2/2  step 900/1700  fd 45 (3.4x floor)  0.52 s/report",
         "[sweep] unet trial 2/2  stopped early (ASHA) at step 900/1700  best fd 41.27 (3.14x floor) at step 800  140 s",
