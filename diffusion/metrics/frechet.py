@@ -124,3 +124,22 @@ def frechet_distance(x: GaussianStats | np.ndarray | torch.Tensor, y: GaussianSt
     if sx.dim != sy.dim:
         raise ValueError(f"feature dimensions differ: {sx.dim} and {sy.dim}")
     return frechet_from_moments(sx.mean, sx.covariance, sy.mean, sy.covariance)
+
+
+class FrechetReference:
+    """One fixed side of many FDs (a bootstrap's real statistics): its mean, covariance, trace and symmetric root
+    computed once, so each FD against it costs one eigenvalue solve, since Tr (S_X S_Y)^(1/2) is also
+    Tr (S_Y^(1/2) S_X S_Y^(1/2))^(1/2)."""
+
+    def __init__(self, stats: GaussianStats) -> None:
+        self.mean, covariance = stats.mean, stats.covariance
+        self.trace, self.root = float(np.trace(covariance)), _psd_sqrt(covariance)
+
+    def distance(self, features: np.ndarray | torch.Tensor) -> float:
+        """FD^2 between the features (N, d) and the reference, as ``frechet_distance`` gives it."""
+        stats = GaussianStats.of(features)
+        covariance = stats.covariance
+        middle = self.root @ covariance @ self.root
+        root_trace = float(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum())
+        mean_term = float(np.sum((stats.mean - self.mean) ** 2))
+        return mean_term + max(float(np.trace(covariance)) + self.trace - 2 * root_trace, 0.0)

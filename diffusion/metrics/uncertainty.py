@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diffusion.metrics.floor import Floor
-from diffusion.metrics.frechet import GaussianStats, frechet_distance
+from diffusion.metrics.frechet import FrechetReference, GaussianStats
 
 BOOTSTRAP_DRAWS = 50
 LEVEL = 0.95
@@ -40,9 +40,9 @@ def bootstrap_fds(features: np.ndarray, reference: GaussianStats, draws: int = B
     """FD against ``reference`` of ``draws`` resamples (with replacement, the same size) of ``features`` (N, d)."""
     if draws < 2:
         raise ValueError(f"a bootstrap needs at least 2 draws, got {draws}")
-    rng = np.random.default_rng(seed)
+    rng, fixed = np.random.default_rng(seed), FrechetReference(reference)
     n = len(features)
-    return np.array([frechet_distance(features[rng.integers(0, n, n)], reference).fd for _ in range(draws)])
+    return np.array([fixed.distance(features[rng.integers(0, n, n)]) for _ in range(draws)])
 
 
 def ratio_interval(fd: float, fd_draws: np.ndarray, floor: Floor, level: float = LEVEL) -> RatioInterval:

@@ -6,7 +6,7 @@ import scipy.linalg
 import torch
 
 from diffusion.metrics.floor import fd_floor
-from diffusion.metrics.frechet import GaussianStats, frechet_distance, frechet_from_moments
+from diffusion.metrics.frechet import FrechetReference, GaussianStats, frechet_distance, frechet_from_moments
 from diffusion.metrics.kid import kernel_distance
 
 
@@ -102,3 +102,12 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two() -
     same, different = kernel_distance(x, y, subsets=10, subset_size=500), kernel_distance(x, z, subsets=10, subset_size=500)
     assert abs(same.mean) < 3 * same.std + 1e-3
     assert different.mean > 10 * abs(same.mean)
+
+
+def test_a_precomputed_reference_gives_the_same_fd_as_the_two_sided_formula() -> None:
+    rng = np.random.default_rng(5)
+    for dim, n in ((4, 200), (64, 40)):  # 64 > 40: singular covariances too
+        reference = GaussianStats.of(rng.normal(size=(300, dim)) * 1.5 + 0.2)
+        features = rng.normal(size=(n, dim))
+        assert FrechetReference(reference).distance(features) == pytest.approx(frechet_distance(features, reference).fd,
+                                                                               rel=1e-7, abs=1e-9)
