@@ -23,9 +23,10 @@ def main() -> None:
     args = parser.parse_args()
     settings = [parse_setting(s) for s in (["ddpm-T"] if args.ddpm else []) + SETTINGS]
     rows = score_settings(args, settings)
-    print("| setting | network evaluations | FD | FD / floor | seconds |\n|---|---|---|---|---|")
+    print("| setting | network evaluations | FD | FD / floor [95% interval] | seconds |\n|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['setting']} | {row['steps']} | {row['fd']:.3f} | {row['ratio']:.2f} | {row['seconds']:,.1f} |")
+        print(f"| {row['setting']} | {row['steps']} | {row['fd']:.3f} | {row['ratio']:.2f} [{row['ratio_low']:.2f}, "
+              f"{row['ratio_high']:.2f}] | {row['seconds']:,.1f} |")
 
 
 if __name__ == "__main__":

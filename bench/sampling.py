@@ -16,8 +16,7 @@ from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
 from diffusion.lab.datasets import load_real_sets
 from diffusion.lab.store import LabStore
-from diffusion.metrics.frechet import frechet_distance
-from diffusion.metrics.scoring import real_floor
+from diffusion.metrics.scoring import Scorer as LabScorer
 
 
 @dataclass(frozen=True)
@@ -38,18 +37,18 @@ class Setting:
 
 
 class Scorer:
-    """FD / floor at N in the VAE embedding against the held-out digits, the floor computed once."""
+    """FD / floor at N in the VAE embedding against the held-out digits, with its 95% interval: the lab's own scoring
+    (``diffusion.metrics.scoring.Scorer``: 8-bit samples, the floor computed once)."""
 
     def __init__(self, store: LabStore, n: int, device: torch.device) -> None:
         real = load_real_sets("mnist-embedded")
-        self.embedder = load_embedder("vae", store, device)
-        self.n = min(n, len(real.test))
-        self.test_stats = self.embedder.stats(real.test[: self.n])
-        self.floor = real_floor(real.pool, self.embedder, self.n, draws=5)
+        self.lab = LabScorer(load_embedder("vae", store, device), real.test, real.pool)
+        self.n = self.lab.size(n)
+        self.floor = self.lab.floor(self.n)
 
     def __call__(self, images: torch.Tensor) -> dict[str, float]:
-        fd = frechet_distance(self.embedder.stats(images[: self.n]), self.test_stats).fd
-        return {"fd": fd, "ratio": self.floor.ratio(fd)}
+        score = self.lab.score(images[: self.n], kid=False)
+        return {"fd": score.fd, "ratio": score.ratio, "ratio_low": score.ratio_low, "ratio_high": score.ratio_high}
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
