@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from diffusion.core.config import DataConfig
+from diffusion.core.images import quantize_8bit
 from diffusion.core.samplers import sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
@@ -150,7 +151,7 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
         schedule = NoiseSchedule.from_config(exported.run.diffusion)
         images = sample(exported.model, schedule, 100, "ddim", 5, seed=0)
         embedder = load_embedder("vae", store)
-        fd = frechet_distance(embedder.stats(images), embedder.stats(test)).fd
+        fd = frechet_distance(embedder.stats(quantize_8bit(images)), embedder.stats(test)).fd  # scored as 8-bit images
         assert fd == pytest.approx(card["fd_vae_sweep"], rel=1e-4), (model, fd, card)
 
 
