@@ -13,6 +13,7 @@ the two modules built on it, ``diffusion.lab.registry`` (models and their cards)
     <root>/data/<name>.safetensors|.json       data set copies and their manifests
     <root>/runs/<name>/state.pt                resume state of a standalone training run
     <root>/tune/                               Ray Tune's storage_path
+    <root>/logs/<job>-<UTC time>.log           Ray's and Tune's output of a job (jobs.console)
     <root>/.locks/                             lock files of local writers
 
 What a writer can rely on, whatever other processes do to the same store at the same time:
