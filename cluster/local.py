@@ -124,7 +124,8 @@ def up(args: argparse.Namespace) -> int:
     command = [ray_cli(), "start", "--head", f"--node-ip-address={HOST}", f"--port={args.port}",
                "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={args.dashboard_port}",
                "--disable-usage-stats"]
-    ports = {flag: default if port_is_free(default) else free_port() for flag, default in FIXED_PORTS.items()}
+    chosen = {"dashboard-agent-listen-port": args.agent_port, "ray-client-server-port": args.client_port}
+    ports = {flag: chosen[flag] or (default if port_is_free(default) else free_port()) for flag, default in FIXED_PORTS.items()}
     command += [f"--{flag}={port}" for flag, port in ports.items()]  # a second head here must not collide with the first
     if args.num_cpus is not None:
         command.append(f"--num-cpus={args.num_cpus}")
@@ -280,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--block", action="store_true", help="join: keep the node in the foreground until killed")
     parser.add_argument("--temp-dir", default=None, help="Ray's session folder (default: Ray's, under /tmp)")
     parser.add_argument("--wait", type=float, default=90.0, help="seconds to wait for the job API after starting")
+    parser.add_argument("--agent-port", type=int, default=None,
+                        help="up: the job agent's port (default: Ray's 52365 when free, else a free one)")
+    parser.add_argument("--client-port", type=int, default=None,
+                        help="up: the Ray Client server's port (default: Ray's 10001 when free, else a free one)")
     args = parser.parse_args(argv)
     args.token_file = args.token_file.expanduser().resolve()
     return COMMANDS[args.command](args)

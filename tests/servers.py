@@ -103,7 +103,8 @@ def local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[Head]:
     env = clean_env(ray_tmp)
     local = [sys.executable, "-m", "cluster.local"]
     flags = ["--port", str(gcs_port), "--dashboard-port", str(dashboard_port), "--token-file", str(token_file)]
-    up = run([*local, "up", *flags, "--num-cpus", str(num_cpus), "--temp-dir", ray_tmp], env)
+    own_ports = ["--agent-port", str(free_port()), "--client-port", str(free_port())]  # heads may start side by side
+    up = run([*local, "up", *flags, *own_ports, "--num-cpus", str(num_cpus), "--temp-dir", ray_tmp], env)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         authorised = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
