@@ -53,13 +53,16 @@ def xdist_group(item: pytest.Item) -> str:
     return shared[0] if shared else item.nodeid.split("::")[0]
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each test's ``xdist_group``, marked as it is collected: xdist reads the groups in its own collection hook."""
+    item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere. Each test gets its ``xdist_group``, and
-    the smoke pipeline's group, the longest, comes first, so that ``pytest -n 2`` starts it at once."""
-    groups = {item.nodeid: xdist_group(item) for item in items}
-    items.sort(key=lambda item: groups[item.nodeid] != "smoke")  # stable: the order within and outside it is kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere. Under xdist the smoke pipeline's group,
+    the longest, comes first, so that ``pytest -n 2`` starts it at once."""
+    if XDIST_WORKER:
+        items.sort(key=lambda item: xdist_group(item) != "smoke")  # stable: the order within and outside it is kept
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
