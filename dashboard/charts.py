@@ -22,8 +22,8 @@ def leaderboard_bars(board: pd.DataFrame, embedding: str) -> go.Figure:
     error_y = None
     if SCORES.ratio_low in board.columns and board[SCORES.ratio_low].notna().all():
         error_y = {"type": "data", "symmetric": False, "color": "black",
-                   "array": board[SCORES.ratio_high] * board[SCORES.floor_mean] - fd,
-                   "arrayminus": fd - board[SCORES.ratio_low] * board[SCORES.floor_mean]}
+                   "array": (board[SCORES.ratio_high] * board[SCORES.floor_mean] - fd).tolist(),
+                   "arrayminus": (fd - board[SCORES.ratio_low] * board[SCORES.floor_mean]).tolist()}
     figure = go.Figure(go.Bar(x=board[SCORES.model], y=fd, marker_color=colours, text=text, textposition="outside",
                               error_y=error_y, name="FD", hovertemplate="%{x}: FD %{y:.4g}<extra></extra>"))
     floor, spread = float(board[SCORES.floor_mean].iloc[0]), float(board[SCORES.floor_std].iloc[0])
