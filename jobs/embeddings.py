@@ -22,6 +22,7 @@ from diffusion.embeddings.training import (
     EMBEDDER_RUNS,
     SELECTION_METRIC,
     EmbedderJob,
+    EmbedderRun,
     build_embedder_job,
     validation_metrics,
 )
@@ -53,11 +54,17 @@ def task_options(resources: dict[str, float]) -> dict[str, float]:
     return {"num_cpus": float(resources.get("cpu", 1)), "num_gpus": float(resources.get("gpu", 0))}
 
 
+def embedding_trial_run(config: dict[str, Any]) -> EmbedderRun:
+    """The run an embedding trial's config describes: its kind's point under ``point``, the data set under ``_job``."""
+    point = config[POINT_KEY]
+    return embedding_run_config(point[POINT_NAME], {s: point.get(s, {}) for s in EMBEDDING_SECTIONS},
+                                config["_job"]["dataset"])
+
+
 def train_embedding_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: one embedding kind's point under ``point``, the job's settings under ``_job``."""
-    job_settings, point = config["_job"], config[POINT_KEY]
-    run = embedding_run_config(point[POINT_NAME], {s: point.get(s, {}) for s in EMBEDDING_SECTIONS},
-                               job_settings["dataset"])
+    job_settings = config["_job"]
+    run = embedding_trial_run(config)
     device = task_device()
     torch.set_num_threads(max(1, int(job_settings["cpus"])))
     splits = selection_splits(run.data, LabStore(job_settings["lab"]))
@@ -75,10 +82,8 @@ def train_embedding_trial(config: dict[str, Any]) -> None:
 
 
 def planned_steps(config: dict[str, Any]) -> int:
-    """The steps an embedding trial's config trains for (read as ``train_embedding_trial`` reads it)."""
-    point = config[POINT_KEY]
-    return embedding_run_config(point[POINT_NAME], {s: point.get(s, {}) for s in EMBEDDING_SECTIONS},
-                                config["_job"]["dataset"]).train.steps
+    """The steps an embedding trial's config trains for."""
+    return embedding_trial_run(config).train.steps
 
 
 def sweep_embeddings(store: LabStore, preset: Preset, stage: str, retrain: bool = False, resume: bool = False,

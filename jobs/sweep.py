@@ -39,10 +39,9 @@ from jobs.experiment import (
     run_experiment,
     trial_records,
 )
-from jobs.presets import POINT_NAME, SECTIONS, Preset, load_preset, param_space, run_config
+from jobs.presets import SECTIONS, Preset, load_preset, param_space, run_config
 from jobs.ray_session import start_ray
-from jobs.trainable import train_denoiser_trial
-from jobs.trial_state import POINT_KEY
+from jobs.trainable import train_denoiser_trial, trial_run_config
 
 HISTORY_COLUMNS = tuple(c for c in TRIAL_HISTORY.columns if c.optional)
 """What the history keeps of each report."""
@@ -106,9 +105,8 @@ def experiment_name(models: Sequence[str]) -> str:
 
 
 def planned_steps(config: dict[str, Any]) -> int:
-    """The steps a denoiser trial's config trains for (read as ``train_denoiser_trial`` reads it)."""
-    point = config[POINT_KEY]
-    return run_config(point[POINT_NAME], {s: point.get(s, {}) for s in SECTIONS}, config["_job"]["dataset"]).train.steps
+    """The steps a denoiser trial's config trains for."""
+    return trial_run_config(config).train.steps
 
 
 def sweep_models(request: SweepRequest) -> tune.ResultGrid:

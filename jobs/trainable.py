@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from diffusion.core.config import RunConfig
 from diffusion.core.samplers import sample
 from diffusion.core.training import Trainer, TrainProgress
 from diffusion.embeddings.loading import load_embedder
@@ -42,11 +43,16 @@ def _spoil(trainer: Trainer) -> None:
                 parameter.fill_(-10.0 if name.endswith("bias") else 0.0)
 
 
+def trial_run_config(config: dict[str, Any]) -> RunConfig:
+    """The run a denoiser trial's config describes: its model's point under ``point``, the data set under ``_job``."""
+    point = config[POINT_KEY]
+    return run_config(point[POINT_NAME], {s: point.get(s, {}) for s in SECTIONS}, config["_job"]["dataset"])
+
+
 def train_denoiser_trial(config: dict[str, Any]) -> None:
     """Tune function trainable; ``config`` holds one model's point under ``point`` and the job's settings under ``_job``."""
     job_settings = config["_job"]
-    point = config[POINT_KEY]
-    run = run_config(point[POINT_NAME], {s: point.get(s, {}) for s in SECTIONS}, job_settings["dataset"])
+    run = trial_run_config(config)
     device = task_device()
     store = LabStore(job_settings["lab"])
     job = build_denoiser_run(run, device, store=store)
