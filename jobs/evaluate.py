@@ -24,7 +24,7 @@ from diffusion.core.samplers import timestep_sequence
 from diffusion.embeddings.loading import current_embeddings
 from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
-from diffusion.lab.leaderboard import budget_matched, format_leaderboard, leaderboard, ranked_by, stale_note
+from diffusion.lab.leaderboard import format_leaderboard, leaderboard, ranked_by, stale_note, with_budget
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TRIAL_HISTORY, TableStore
@@ -179,9 +179,7 @@ def print_leaderboard(store: LabStore) -> pd.DataFrame:
     scores = tables.read(SCORES) if SCORES.name in tables.names() else SCORES.empty()
     lineage = current_embeddings(store)
     history = tables.read(TRIAL_HISTORY) if TRIAL_HISTORY.name in tables.names() else TRIAL_HISTORY.empty()
-    board = leaderboard(scores, lineage)
-    budget = budget_matched(history, list(board[SCORES.model]))
-    board = leaderboard(scores, lineage, budget=budget)
+    board, budget = with_budget(leaderboard(scores, lineage), history)
     print(f"[leaderboard] FD in the VAE embedding ({ranked_by(lineage)}) at the largest N, best sampler setting per "
           f"model, ranked by FD / floor; '=' marks a tie (95% intervals overlap)", flush=True)
     print(format_leaderboard(board, budget), flush=True)

@@ -14,12 +14,12 @@ from dashboard.page_tools import or_stop, settings
 from diffusion.lab.leaderboard import (
     BUDGET_RATIO,
     RANK,
-    budget_matched,
     leaderboard,
     ranked_by,
     rescore_command,
     split_lineage,
     stale_models,
+    with_budget,
 )
 from diffusion.lab.tables import SCORES, TRIAL_HISTORY
 
@@ -51,10 +51,9 @@ if board.empty:
     st.info(f"No model was scored in the lab's current {embedding} embedding with this setting.")
     st.stop()
 try:
-    budget = budget_matched(lab_data.table(lab, TRIAL_HISTORY), list(board[SCORES.model]))
+    board, budget = with_budget(board, lab_data.table(lab, TRIAL_HISTORY))
 except lab_data.LabUnavailable:  # models exported by other means than a sweep have no reports
     budget = None
-board = leaderboard(scores, lineage, embedding, **setting, budget=budget)
 best = board.iloc[0]
 tied = board[board[RANK] == 1][SCORES.model].tolist()
 interval = f" (95% interval {best[SCORES.ratio_low]:.2f} to {best[SCORES.ratio_high]:.2f})" \

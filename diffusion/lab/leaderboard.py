@@ -162,10 +162,9 @@ def budget_matched(history: pd.DataFrame, models: Sequence[str] | None = None) -
 
 
 def leaderboard(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", sampler: str | None = None,
-                steps: int | None = None, budget: BudgetMatched | None = None) -> pd.DataFrame:
+                steps: int | None = None) -> pd.DataFrame:
     """One row per model: its best-ratio score in ``embedding`` (current weights only, see ``best_scores``), at the
-    given setting or else at the largest N, ranked with ties (``tie_ranks``); with ``budget``, its ratio at that
-    budget in ``BUDGET_RATIO``."""
+    given setting or else at the largest N, ranked with ties (``tie_ranks``)."""
     best = best_scores(scores, lineage, embedding, sampler, steps)
     if best.empty:
         return pd.DataFrame(columns=COLUMNS)
@@ -174,10 +173,16 @@ def leaderboard(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", 
         if column not in best.columns:
             best[column] = float("nan")
     best.insert(0, RANK, tie_ranks(list(best[SCORES.ratio]), list(best[SCORES.ratio_low]), list(best[SCORES.ratio_high])))
-    board = best[[c for c in COLUMNS if c in best.columns]]
-    if budget is not None:
-        board = board.assign(**{BUDGET_RATIO: board[SCORES.model].map(budget.ratios)})
-    return board
+    return best[[c for c in COLUMNS if c in best.columns]]
+
+
+def with_budget(board: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, BudgetMatched | None]:
+    """``board`` with each model's ratio at the budget all of its models reached (``BUDGET_RATIO``, from the sweep's
+    ``history``), and that budget; the board unchanged and None where some model has no such report."""
+    budget = budget_matched(history, list(board[SCORES.model]))
+    if budget is None:
+        return board, None
+    return board.assign(**{BUDGET_RATIO: board[SCORES.model].map(budget.ratios)}), budget
 
 
 def format_leaderboard(board: pd.DataFrame, budget: BudgetMatched | None = None) -> str:

@@ -19,6 +19,7 @@ from diffusion.lab.leaderboard import (
     stale_models,
     stale_note,
     tie_ranks,
+    with_budget,
 )
 from diffusion.lab.lineage import EmbeddingId
 from diffusion.lab.store import LabStore
@@ -149,6 +150,7 @@ def test_the_budget_matched_column_takes_every_models_ratio_at_the_largest_budge
     assert budget_matched(table, ["a"]).images == 400  # type: ignore[union-attr]
     assert budget_matched(table, ["a", "z"]) is None and budget_matched(TRIAL_HISTORY.empty()) is None
     rows = pd.DataFrame([score("a", "ddim", 20, 1000, 0.30, 0.15), score("b", "ddim", 20, 1000, 0.60, 0.15)])
-    board = leaderboard(rows, LINEAGE, budget=budget)
+    board, added = with_budget(leaderboard(rows, LINEAGE), table)
+    assert added == budget
     assert board[BUDGET_RATIO].tolist() == [5.0, 3.5]  # a wins on its long training, b at an equal budget
     assert "ratio @ 250 images" in format_leaderboard(board, budget)
