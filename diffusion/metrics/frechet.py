@@ -99,7 +99,11 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
 
 def trace_sqrt_product(cov_x: np.ndarray, cov_y: np.ndarray) -> float:
     """Tr (S_X S_Y)^(1/2) = sum of sqrt(eigenvalues of S_X^(1/2) S_Y S_X^(1/2)), float64."""
-    root_x = _psd_sqrt(cov_x)
+    return _root_trace(_psd_sqrt(cov_x), cov_y)
+
+
+def _root_trace(root_x: np.ndarray, cov_y: np.ndarray) -> float:
+    """Tr (S_X^(1/2) S_Y S_X^(1/2))^(1/2) from S_X's symmetric root: one symmetric eigenvalue solve."""
     middle = root_x @ cov_y @ root_x
     values = np.linalg.eigvalsh((middle + middle.T) / 2)
     return float(np.sqrt(np.clip(values, 0.0, None)).sum())
@@ -139,7 +143,6 @@ class FrechetReference:
         """FD^2 between the features (N, d) and the reference, as ``frechet_distance`` gives it."""
         stats = GaussianStats.of(features)
         covariance = stats.covariance
-        middle = self.root @ covariance @ self.root
-        root_trace = float(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum())
+        root_trace = _root_trace(self.root, covariance)
         mean_term = float(np.sum((stats.mean - self.mean) ** 2))
         return mean_term + max(float(np.trace(covariance)) + self.trace - 2 * root_trace, 0.0)
