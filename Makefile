@@ -21,8 +21,8 @@ setup: $(VENV)/.installed  ## create or reuse the virtual environment
 run: setup  ## the main job: sweep the five denoisers on the embedded MNIST subset, evaluate them, print the leaderboard
 	$(PY) -m jobs.pipeline --preset quick --lab $(LAB)
 
-test: setup  ## the whole test suite (what CI runs); serial: pytest-xdist 3.8's loadgroup does not group under pytest 9 (README, Tests)
-	$(PY) -m pytest
+test: setup  ## the whole test suite (what CI runs), on 2 workers; the tests that share a costly fixture run on one (tests/conftest.py)
+	$(PY) -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 test-fast: setup  ## the fast tier: everything not marked slow (no Ray, moto, Serve, browser or subprocess), a few minutes
 	$(PY) -m pytest -m "not slow"

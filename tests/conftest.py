@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from _pytest.nodeid import NodeId
 
 from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig
 from diffusion.core.models import denoiser_config
@@ -58,11 +59,25 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
 
 
+def _tag_group(item: pytest.Item) -> None:
+    """Append ``@<group>`` to the test's node id, which is how ``--dist loadgroup``'s scheduler learns the group.
+
+    pytest-xdist 3.8 does this by assigning ``item._nodeid``, which pytest 9 no longer reads (the id lives in
+    ``item._id``), so every test became its own group; this sets the id pytest 9 reads. Idempotent."""
+    if "@" not in item.nodeid:
+        item._id = NodeId.parse(f"{item.nodeid}@{xdist_group(item)}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere. Under xdist the smoke pipeline's group,
-    the longest, comes first, so that ``pytest -n 2`` starts it at once."""
+    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere. Under xdist the groups go longest
+    first (``make test`` passes ``--no-loadscope-reorder`` so that xdist keeps this order): the smoke pipeline's,
+    then every group with a slow test, then the fast ones, which fill the workers' last minutes."""
     if XDIST_WORKER:
-        items.sort(key=lambda item: xdist_group(item) != "smoke")  # stable: the order within and outside it is kept
+        slow_groups = {xdist_group(item) for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: (xdist_group(item) != "smoke", xdist_group(item) not in slow_groups))  # stable
+        if config.getvalue("loadgroup"):  # a worker sees `--dist loadgroup` as this option (its own dist is "no")
+            for item in items:
+                _tag_group(item)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
