@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from diffusion.core.config import SamplerSetting
 from diffusion.core.device import pick_device
 from diffusion.core.samplers import sample
 from diffusion.core.schedules import NoiseSchedule
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--eta", type=float, default=0.0)
+    parser.add_argument("--eta", type=float, default=None, help="default: the sampler's own")
     parser.add_argument("--seeds", type=int, default=2, help="sample seeds: the change against the seed-to-seed spread")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -37,10 +38,11 @@ def main() -> None:
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     real = load_real_sets(stored.run.data.dataset, store)
     scorer = Scorer(load_embedder("vae", store, device), real.test, real.pool)
-    print(f"# {args.model}, {args.sampler}-{args.steps} (eta {args.eta:g}), N = {scorer.size(args.n)}, VAE embedding")
+    eta = SamplerSetting(args.sampler, args.steps, args.eta).eta  # None: the sampler's own
+    print(f"# {args.model}, {args.sampler}-{args.steps} (eta {eta:g}), N = {scorer.size(args.n)}, VAE embedding")
     print("| seed | FD / floor, float samples | FD / floor, 8-bit samples | change |\n|---|---|---|---|")
     for seed in range(args.seeds):
-        images = sample(stored.model, schedule, args.n, args.sampler, args.steps, args.eta, seed=seed)
+        images = sample(stored.model, schedule, args.n, args.sampler, args.steps, eta, seed=seed)
         raw, quantized = scorer.score(images, kid=False, quantize=False), scorer.score(images, kid=False)
         print(f"| {seed} | {raw.ratio:.3f} [{raw.ratio_low:.2f}, {raw.ratio_high:.2f}] | {quantized.ratio:.3f} "
               f"[{quantized.ratio_low:.2f}, {quantized.ratio_high:.2f}] | {quantized.ratio / raw.ratio - 1:+.2%} |", flush=True)

@@ -35,15 +35,17 @@ class SamplingSettings(BaseModel):
                                                      "dpmpp2m_sde (its SDE form)")
     steps: int | None = Field(None, description="sampling steps, 1 to the model's T; null: 50 for DDIM, 20 for "
                                                 "DPM-Solver++, 30 for its SDE form, T for DDPM")
-    eta: float = Field(0.0, allow_inf_nan=False,
-                       description="noise of ddim and dpmpp2m_sde, 0 to 1 (0 deterministic, 1 like DDPM, the full "
-                                   "SDE for dpmpp2m_sde); ignored by ddpm; must be 0 for dpmpp2m")
+    eta: float | None = Field(None, allow_inf_nan=False,
+                              description="noise of ddim and dpmpp2m_sde, 0 to 1 (0 deterministic, 1 like DDPM, the "
+                                          "full SDE for dpmpp2m_sde); ignored by ddpm; must be 0 for dpmpp2m; null: the "
+                                          "sampler's own, 0 for ddim and dpmpp2m, 1 for dpmpp2m_sde")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed and settings give the same images")
 
     @model_validator(mode="after")
     def _sampler_setting(self) -> SamplingSettings:
-        """sampler, steps and eta as the core's SamplerSetting accepts them (its ConfigError, a ValueError, names the field)."""
-        SamplerSetting(self.sampler, self.steps, self.eta)
+        """sampler, steps and eta as the core's SamplerSetting accepts them (its ConfigError, a ValueError, names the
+        field); an eta left out becomes the sampler's own, so that answers and batching keys carry the number used."""
+        self.eta = SamplerSetting(self.sampler, self.steps, self.eta).eta
         return self
 
     count_field: ClassVar[str] = ""  # the field that counts images (or paths): one network row per step each

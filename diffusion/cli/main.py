@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num-images", type=positive_int, default=50)
     sample.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
     sample.add_argument("--steps", type=positive_int, default=None, help="default: T for ddpm, 50 for ddim")
-    sample.add_argument("--eta", type=float, default=0.0)
+    sample.add_argument("--eta", type=float, default=None,
+                        help="sampler noise, 0 to 1 (default: the sampler's own, 1 for dpmpp2m_sde, 0 for ddim)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
 
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--num-images", type=positive_int, default=1000, help="N: samples scored (and floor size)")
     score.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
     score.add_argument("--steps", type=positive_int, default=None, help="default: T for ddpm, 50 for ddim")
-    score.add_argument("--eta", type=float, default=0.0)
+    score.add_argument("--eta", type=float, default=None,
+                        help="sampler noise, 0 to 1 (default: the sampler's own, 1 for dpmpp2m_sde, 0 for ddim)")
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--embeddings", nargs="+", choices=list(EMBEDDINGS), default=list(EMBEDDINGS))
     score.add_argument("--device", default="auto")

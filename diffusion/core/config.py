@@ -86,6 +86,12 @@ def registry(choice: Any, entries: dict[str, V]) -> dict[str, V]:
     return entries
 
 
+DEFAULT_ETA: dict[SamplerName, float] = registry(SamplerName, {"ddpm": 1.0, "ddim": 0.0, "dpmpp2m": 0.0, "dpmpp2m_sde": 1.0})
+"""The noise of a setting that names no ``eta``: DDIM's deterministic sampler (Song et al. 2021), the full reverse SDE
+of DPM-Solver++(2M) SDE (Lu et al. 2022), whose eta 0 would be ``dpmpp2m``'s ODE; ``dpmpp2m`` adds none, and DDPM's
+ancestral step is eta 1 whatever is asked (it ignores ``eta``)."""
+
+
 def field_error(name: str, problem: str) -> NoReturn:
     """Raise a ConfigError about field ``name``: ``<name> <problem>``."""
     raise ConfigError(f"{name} {problem}", name)
@@ -310,11 +316,13 @@ class SamplerSetting:
 
     sampler: SamplerName = "ddim"
     steps: int | None = None
-    eta: float = 0.0
+    eta: float | None = None  # None: the sampler's own (DEFAULT_ETA); a built setting always holds a number
     num_images: int | None = None
 
     def __post_init__(self) -> None:
         _known(self, "sampler", SamplerName, "sampler")
+        if self.eta is None:
+            object.__setattr__(self, "eta", DEFAULT_ETA[self.sampler])
         at_least(self, 1, "steps")
         between(self, "eta", 0, 1)
         if self.sampler in DETERMINISTIC_SAMPLERS and self.eta != 0:

@@ -263,9 +263,11 @@ SAMPLERS: dict[SamplerName, Sampler] = registry(
 DEFAULT_STEPS: dict[SamplerName, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20, "dpmpp2m_sde": 30}  # None: all T
 
 
-def _step_function(sampler: str, steps: int | None, eta: float) -> Sampler:
-    """The sampler of a setting that SamplerSetting accepts (known sampler, steps >= 1, eta allowed for it)."""
-    return SAMPLERS[SamplerSetting(sampler, steps, eta).sampler]  # type: ignore[arg-type]
+def _step_function(sampler: str, steps: int | None, eta: float | None) -> tuple[Sampler, float]:
+    """The sampler of a setting that SamplerSetting accepts (known sampler, steps >= 1, eta allowed for it) and
+    its eta (the sampler's own, DEFAULT_ETA, where ``eta`` is None)."""
+    setting = SamplerSetting(sampler, steps, eta)  # type: ignore[arg-type]
+    return SAMPLERS[setting.sampler], float(setting.eta)  # type: ignore[arg-type]
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -279,7 +281,7 @@ def sample(
     num_images: int,
     sampler: str = "ddim",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     seed: int = 0,
     batch_size: int = 500,
     precision: str = "auto",
@@ -291,7 +293,7 @@ def sample(
         raise ConfigError(f"num_images must be at least 1, got {num_images}")
     device = next(model.parameters()).device
     shape = _image_shape(model)
-    step_fn = _step_function(sampler, steps, eta)
+    step_fn, eta = _step_function(sampler, steps, eta)
     generator = make_generator(seed, device)
     was_training = model.training
     model.eval()
@@ -319,7 +321,7 @@ def sample_stacked(
     requests: list[tuple[int, int]],
     sampler: str = "ddim",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     precision: str = "auto",
 ) -> list[torch.Tensor]:
     """Several (num_images, seed) requests in one sampling loop: one forward pass per step for all.
@@ -333,7 +335,7 @@ def sample_stacked(
     counts = [n for n, _seed in requests]
     noise = StackedNoise([make_generator(seed, device) for _n, seed in requests], counts)
     x_T = noise.randn((sum(counts), *_image_shape(model)), device)
-    step_fn = _step_function(sampler, steps, eta)
+    step_fn, eta = _step_function(sampler, steps, eta)
     was_training = model.training
     model.eval()
     try:
@@ -379,7 +381,7 @@ def denoising_paths(
     snapshots: int = 10,
     sampler: str = "ddim",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     seed: int = 0,
     precision: str = "auto",
 ) -> DenoisingPaths:
@@ -389,8 +391,9 @@ def denoising_paths(
     device = next(model.parameters()).device
     generator = make_generator(seed, device)
     x = draw_noise((num_paths, *_image_shape(model)), generator, device)
+    step_fn, eta = _step_function(sampler, steps, eta)
     options = {"eta": eta, "precision": precision} | ({"steps": steps} if steps is not None else {})
-    chain = _step_function(sampler, steps, eta)(model, schedule, x, generator, **options)
+    chain = step_fn(model, schedule, x, generator, **options)
     total = len(timestep_sequence(schedule.timesteps, steps or default_steps(sampler, schedule)))
     keep = set(np.round(np.linspace(0, total - 1, min(snapshots, total))).astype(int).tolist())
     inputs, predictions, levels = [], [], []

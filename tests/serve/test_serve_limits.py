@@ -46,6 +46,12 @@ def idle(base: str, within_s: float = 10) -> dict:
     return state
 
 
+def test_a_request_without_eta_samples_with_the_samplers_own_and_says_which() -> None:
+    assert SampleRequest(model="m", sampler="dpmpp2m_sde").eta == 1.0  # the SDE, not its ODE
+    assert SampleRequest(model="m").eta == 0.0  # ddim: deterministic
+    assert SampleRequest(model="m", sampler="dpmpp2m_sde", eta=0.5).eta == 0.5
+
+
 def test_the_default_budget_allows_64_images_of_1000_steps_but_not_256() -> None:
     assert work_error(SampleRequest(model="m", num_images=64), 1000, DEFAULT_MAX_WORK) is None
     message = work_error(SampleRequest(model="m", num_images=256), 1000, DEFAULT_MAX_WORK)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion.core.config import ConfigError, DiffusionConfig
+from diffusion.core.config import ConfigError, DiffusionConfig, SamplerSetting, from_dict
 from diffusion.core.models import build_denoiser, denoiser_config
 from diffusion.core.samplers import (
     DEFAULT_STEPS,
@@ -155,6 +155,19 @@ def test_the_sde_solver_at_eta_0_is_dpm_solver_2m(tiny: tuple[nn.Module, NoiseSc
     assert torch.equal(sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, eta=0.0, seed=2, precision="fp32"), ode)
     assert not torch.allclose(sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, eta=1.0, seed=2,
                                      precision="fp32"), ode)
+
+
+def test_a_setting_without_eta_takes_its_samplers_own_so_the_sde_solver_is_not_silently_an_ode(
+        tiny: tuple[nn.Module, NoiseSchedule]) -> None:
+    assert {name: SamplerSetting(name).eta for name in ("ddpm", "ddim", "dpmpp2m", "dpmpp2m_sde")} == {
+        "ddpm": 1.0, "ddim": 0.0, "dpmpp2m": 0.0, "dpmpp2m_sde": 1.0}
+    assert from_dict(SamplerSetting, {"sampler": "dpmpp2m_sde", "steps": 20}).eta == 1.0  # a preset's entry
+    assert SamplerSetting("dpmpp2m_sde", 20, 0.25).eta == 0.25  # a given eta is kept
+    model, schedule = tiny
+    sde = sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, seed=2, precision="fp32")
+    assert torch.equal(sde, sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, eta=1.0, seed=2, precision="fp32"))
+    ddim = sample(model, schedule, 3, sampler="ddim", steps=10, seed=2, precision="fp32")
+    assert torch.equal(ddim, sample(model, schedule, 3, sampler="ddim", steps=10, eta=0.0, seed=2, precision="fp32"))
 
 
 def _moment_errors(model: nn.Module, schedule: NoiseSchedule, sampler: str, steps: int, eta: float) -> tuple[float, float]:
