@@ -193,7 +193,7 @@ class TrialLines(tune.Callback):
         best = self._best.get(trial.trial_id)
         scored = f"best {self._score(best[0], best[2])} at step {best[1]}" if best else f"no {self.metric} reported"
         seconds = _number(result.get("time_total_s"))
-        say(f"{self._name(trials, trial)}  {'stopped early (ASHA)' if early else 'done'} at {step}  {scored}"
+        say(f"{self._name(trials, trial)}  {'stopped early' if early else 'done'} at {step}  {scored}"
             + (f"  {seconds:.0f} s" if seconds is not None else ""))
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

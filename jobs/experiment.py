@@ -25,7 +25,7 @@ from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
 from jobs.console import LogReporter, TrialLines, say, searched_columns
 from jobs.presets import POINT_NAME, TuneSettings
-from jobs.scheduling import GroupedScheduler
+from jobs.scheduling import GroupedScheduler, MatchedRung, PausingLimiter
 from jobs.searchers import GroupedSearcher
 from jobs.trial_state import POINT_KEY, group_of, read_best
 
@@ -63,6 +63,9 @@ class Experiment:
     max_concurrent: int | None = None
     planned_steps: Callable[[dict[str, Any]], int] | None = None
     """A trial config -> the steps it trains for, for the console's trial lines (a module-level function)."""
+    keep_groups: int | None = None
+    """With a number, the budget-matched rung at ``grace_images``: every trial waits there until all have reached it,
+    then only this many groups (the lowest metric there) go on (``jobs.scheduling.MatchedRung``)."""
 
 
 def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False) -> tune.ResultGrid:
@@ -75,17 +78,20 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
     groups = list(experiment.spaces)
     num_samples = experiment.num_samples or settings.num_samples
+    searcher = GroupedSearcher(settings.search, experiment.spaces, num_samples, experiment.metric, "min",
+                               wrap=lambda group, point: {POINT_KEY: point})
+    rung = (MatchedRung(settings.grace_images, experiment.keep_groups, searcher.trials, settings.reduction_factor)
+            if experiment.keep_groups else None)
     scheduler = GroupedScheduler({group: ASHAScheduler(time_attr="images_seen", metric=experiment.metric, mode="min",
                                                        max_t=ASHA_MAX_IMAGES, grace_period=settings.grace_images,
                                                        reduction_factor=settings.reduction_factor)
-                                  for group in groups}, group_of)
-    searcher = GroupedSearcher(settings.search, experiment.spaces, num_samples, experiment.metric, "min",
-                               wrap=lambda group, point: {POINT_KEY: point})
+                                  for group in groups}, group_of, rung, planned_steps=experiment.planned_steps)
     tuner = tune.Tuner(
         trainable,
         param_space={"_job": experiment.job},
-        tune_config=tune.TuneConfig(scheduler=scheduler, search_alg=searcher, num_samples=searcher.trials,
-                                    max_concurrent_trials=experiment.max_concurrent or settings.max_concurrent),
+        # our own limiter, not max_concurrent_trials: a trial paused at the matched rung must free its place
+        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=searcher.trials,
+                                    search_alg=PausingLimiter(searcher, experiment.max_concurrent or settings.max_concurrent)),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=store.tune_storage(),
             # the console gets a line per trial now and then (TrialLines); Tune's status tables go to the log
@@ -101,7 +107,9 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
         ),
     )
     counts = ", ".join(f"{searcher.trials_of[g]} of {g}" for g in groups)
-    say(f"[{experiment.name}] {searcher.trials} trial(s): {counts} ({settings.search} search) -> {path}")
+    matched = (f"; all wait at {settings.grace_images:,} images, then the best {experiment.keep_groups} model(s) go on"
+               if rung else "")
+    say(f"[{experiment.name}] {searcher.trials} trial(s): {counts} ({settings.search} search{matched}) -> {path}")
     return tuner.fit()
 
 

@@ -103,10 +103,14 @@ class SweepSettings(TuneSettings):
     eval_every_images: int = 25600
     fd_samples: int = 300
     fd_sampler_steps: int = 20
+    keep_models: int | None = None
+    """The budget-matched rung: with a number, every trial of every model pauses at ``grace_images`` until all have
+    got there, then only the ``keep_models`` models with the lowest FD there go on (each with its best
+    1/reduction_factor of trials); None: no rung across models, each model's ASHA only."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        at_least(self, 1, "eval_every_images", "fd_sampler_steps")
+        at_least(self, 1, "eval_every_images", "fd_sampler_steps", "keep_models")
         at_least(self, 2, "fd_samples")
 
 

@@ -117,7 +117,7 @@ def sweep_models(request: SweepRequest) -> tune.ResultGrid:
            "fd_sampler_steps": settings.fd_sampler_steps}
     experiment = Experiment(experiment_name(request.models), train_denoiser_trial,
                             {model: param_space(preset, model) for model in request.models}, job, settings, "fd",
-                            request.num_samples, request.max_concurrent, planned_steps)
+                            request.num_samples, request.max_concurrent, planned_steps, settings.keep_models)
     return run_experiment(store, experiment, request.resume)
 
 

@@ -62,7 +62,7 @@ def test_trial_lines_say_where_each_trial_is_now_and_then_and_how_it_ended(capsy
         "[sweep] unet trial 1/2  failed at step 400/1700; retrying from its last checkpoint",
         "[sweep] unet trial 2/2  step 800/1700  fd 41.27 (3.14x floor)  12 s/report",
         "[sweep] unet trial 2/2  step 900/1700  fd 45 (3.4x floor)  0.52 s/report",
-        "[sweep] unet trial 2/2  stopped early (ASHA) at step 900/1700  best fd 41.27 (3.14x floor) at step 800  140 s",
+        "[sweep] unet trial 2/2  stopped early at step 900/1700  best fd 41.27 (3.14x floor) at step 800  140 s",
         "[sweep] unet trial 1/2  done at step 1700/1700  best fd 30 at step 1700  300 s",
         "[sweep] mlp trial 1/1  done at step ?/1700  no fd reported",
     ]

@@ -49,6 +49,7 @@ def test_bad_flags_fail_before_any_trial(args: list[str], message: str, tmp_path
         ("models:\n  mlp:\n    train: {learning_rate: 0.1}\n", "unknown key(s) ['learning_rate']"),
         ("models:\n  mlp:\n    diffusion: {schedule: {choice: [linear, sigmoid]}}\n", "schedule 'sigmoid' is not one of"),
         ("sweep:\n  trials: 3\n", "sweep: unknown key(s) ['trials']"),
+        ("sweep:\n  keep_models: 0\n", "keep_models must be a positive integer, got 0"),
         ("models:\n  vit: {}\n", "models: unknown key(s) ['vit']"),
         ("embeddings:\n  vae: {steps: 150}\n",
          "embeddings.vae: training settings go under 'train:' (and the network's under 'model:'), e.g. vae: {train: {steps: 150}}"),
