@@ -22,7 +22,7 @@ run: setup  ## the main job: sweep the five denoisers on the embedded MNIST subs
 	$(PY) -m jobs.pipeline --preset quick --lab $(LAB)
 
 test: setup  ## the whole test suite (what CI runs), on 2 workers; the tests that share a costly fixture run on one (tests/conftest.py)
-	$(PY) -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: setup  ## the fast tier: everything not marked slow (no Ray, moto, Serve, browser or subprocess), a few minutes
 	$(PY) -m pytest -m "not slow"

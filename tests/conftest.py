@@ -69,15 +69,12 @@ def _tag_group(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere. Under xdist the groups go longest
-    first (``make test`` passes ``--no-loadscope-reorder`` so that xdist keeps this order): the smoke pipeline's,
-    then every group with a slow test, then the fast ones, which fill the workers' last minutes."""
-    if XDIST_WORKER:
-        slow_groups = {xdist_group(item) for item in items if item.get_closest_marker("slow")}
-        items.sort(key=lambda item: (xdist_group(item) != "smoke", xdist_group(item) not in slow_groups))  # stable
-        if config.getvalue("loadgroup"):  # a worker sees `--dist loadgroup` as this option (its own dist is "no")
-            for item in items:
-                _tag_group(item)
+    """Tests marked ``cuda`` run where a GPU exists and are skipped elsewhere. Under xdist every test is tagged with
+    its group; xdist hands the groups out, those with the most tests first (its default ``--loadscope-reorder``:
+    12.5 min here, against 13.7 for every slow group first, which ran the heaviest tests side by side)."""
+    if XDIST_WORKER and config.getvalue("loadgroup"):  # a worker sees `--dist loadgroup` so (its own dist is "no")
+        for item in items:
+            _tag_group(item)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
