@@ -106,6 +106,8 @@ class GroupedScheduler(FIFOScheduler):
         """Trials that ended before the rung (an error, or stopped)."""
         self.kept: set[str] | None = None
         """The trials that continue past the rung; None until every trial has reached it or ended."""
+        self.restored: dict[str, float] = {}
+        """Trial id -> the ``time_attr`` of its last report at or past the rung, for trials restored by ``--resume``."""
 
     def _scheduler(self, trial: Trial) -> TrialScheduler:
         group = self.group_of(trial.config)
@@ -128,13 +130,22 @@ class GroupedScheduler(FIFOScheduler):
             self._recall(trial)
 
     def _recall(self, trial: Trial) -> None:
-        """A trial restored with its experiment (``--resume``): where its last report got to. The rung is then
-        decided on each trial's last metric at or past the rung, not necessarily the one reported at the rung."""
+        """A trial restored with its experiment (``--resume``, which makes every unfinished trial PENDING): where
+        its last report got to. One that reached the rung counts as there (with its last metric), and waits there
+        until the rung is decided; one restored past the others' rung reports shows that the rung was decided
+        before the interruption, and that it went on (``_restored_survivors``)."""
         last = trial.last_result
         if last.get(self.time_attr, 0) >= self.rung.images and last.get(self.metric) is not None:  # type: ignore[union-attr]
             self.at_rung[trial.trial_id] = (self.group_of(trial.config), float(last[self.metric]))
+            self.restored[trial.trial_id] = float(last[self.time_attr])
         elif trial.status in (Trial.TERMINATED, Trial.ERROR):
             self.ended.add(trial.trial_id)
+
+    def _restored_survivors(self) -> set[str]:
+        """Restored trials whose last report lies past the earliest restored rung report: they went on past a rung
+        decided before ``--resume`` (a trial at the rung before the decision only ever waits there)."""
+        first = min(self.restored.values(), default=math.inf)
+        return {trial_id for trial_id, images in self.restored.items() if images > first}
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         self._scheduler(trial).on_trial_error(tune_controller, trial)
@@ -178,7 +189,8 @@ class GroupedScheduler(FIFOScheduler):
             return True
         if len(self.at_rung) + len(self.ended - self.at_rung.keys()) < self.rung.trials:  # type: ignore[union-attr]
             return False
-        self.kept = matched_rung_survivors(self.at_rung, self.rung.keep, self.rung.reduction_factor)  # type: ignore[union-attr]
+        self.kept = (self._restored_survivors()
+                     or matched_rung_survivors(self.at_rung, self.rung.keep, self.rung.reduction_factor))  # type: ignore[union-attr]
         say(rung_line(self.at_rung, self.kept, f"{self.rung.images:,} {self.time_attr.replace('_', ' ')}", self.metric))  # type: ignore[union-attr]
         for trial in tune_controller.get_trials():
             if trial is not running and trial.trial_id not in self.kept and trial.status in (Trial.PAUSED, Trial.PENDING):
@@ -188,8 +200,8 @@ class GroupedScheduler(FIFOScheduler):
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         """A pending trial (FIFO); else a paused one, but a trial paused at the rung only once the rung is decided."""
         trials = tune_controller.get_trials()
-        for trial in trials:
-            if trial.status == Trial.PENDING:
+        for trial in trials:  # a trial restored at the rung (PENDING) still waits for its decision
+            if trial.status == Trial.PENDING and (self.kept is not None or trial.trial_id not in self.at_rung):
                 return trial
         if self.rung is not None and not self._decide(tune_controller):
             return None

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 import ray
 from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler
 
 from diffusion.lab.store import LabStore
 from jobs.experiment import Experiment, run_experiment
 from jobs.presets import POINT_NAME, SweepSettings
-from jobs.scheduling import matched_rung_survivors
-from jobs.trial_state import POINT_KEY
+from jobs.scheduling import GroupedScheduler, MatchedRung, matched_rung_survivors
+from jobs.trial_state import POINT_KEY, group_of
 
 STEPS, IMAGES_PER_STEP, RUNG_STEP = 6, 10, 2
 
@@ -60,6 +62,65 @@ def test_survivors_are_the_leading_groups_best_trials_and_a_nan_ranks_last() -> 
     assert matched_rung_survivors(at_rung, keep=1, reduction_factor=2) == {"b1"}
     assert matched_rung_survivors(at_rung, keep=2, reduction_factor=2) == {"b1", "a2"}
     assert matched_rung_survivors(at_rung, keep=3, reduction_factor=3) == {"b1", "a2", "c1"}  # at least one each
+
+
+class RestoredTrial:
+    """What the scheduler reads of a Tune trial that ``--resume`` brought back (Tune makes unfinished ones PENDING)."""
+
+    def __init__(self, trial_id: str, model: str, status: str, images: int, fd: float) -> None:
+        self.trial_id, self.status, self.config = trial_id, status, {POINT_KEY: {POINT_NAME: model}}
+        self.last_result = {"images_seen": images, "step": images // IMAGES_PER_STEP, "fd": fd}
+
+
+class RestoredController:
+    """The two calls the scheduler makes on Tune's controller when it decides the rung."""
+
+    def __init__(self, trials: list[RestoredTrial]) -> None:
+        self.trials, self.stopped = trials, []
+
+    def get_trials(self) -> list[RestoredTrial]:
+        return self.trials
+
+    def stop_trial(self, trial: RestoredTrial) -> None:
+        self.stopped.append(trial.trial_id)
+        trial.status = Trial.TERMINATED
+
+
+def resumed(trials: list[RestoredTrial]) -> tuple[GroupedScheduler, RestoredController]:
+    rung = RUNG_STEP * IMAGES_PER_STEP
+    scheduler = GroupedScheduler({model: ASHAScheduler(time_attr="images_seen", metric="fd", mode="min", max_t=10**6,
+                                                       grace_period=rung) for model in ("unet", "cnn")},
+                                 group_of, MatchedRung(rung, keep=1, trials=len(trials)), planned_steps=planned_steps)
+    controller = RestoredController(trials)
+    for trial in trials:
+        scheduler.on_trial_add(controller, trial)
+    return scheduler, controller
+
+
+def test_a_sweep_resumed_while_trials_wait_at_the_rung_decides_it_before_any_trains_on() -> None:
+    at = RUNG_STEP * IMAGES_PER_STEP
+    scheduler, controller = resumed([RestoredTrial("u1", "unet", Trial.PENDING, at, 1.0),
+                                     RestoredTrial("u2", "unet", Trial.PENDING, at, 2.0),
+                                     RestoredTrial("c1", "cnn", Trial.PENDING, at, 3.0),
+                                     RestoredTrial("c2", "cnn", Trial.PENDING, at - IMAGES_PER_STEP, 4.0)])
+    assert scheduler.choose_trial_to_run(controller).trial_id == "c2"  # not at the rung yet: it trains to it
+    controller.trials[3].status = Trial.RUNNING
+    decision = scheduler.on_trial_result(controller, controller.trials[3], {"images_seen": at, "step": RUNG_STEP,
+                                                                           "fd": 4.0})
+    assert decision == "STOP" and scheduler.kept == {"u1"} and sorted(controller.stopped) == ["c1", "u2"]
+    assert scheduler.choose_trial_to_run(controller).trial_id == "u1"
+
+
+def test_a_sweep_resumed_after_the_rung_was_decided_keeps_the_trial_that_went_on() -> None:
+    at = RUNG_STEP * IMAGES_PER_STEP
+    # the cnn's last report (3.0 at the rung) is better than the unet's at the rung was; the unet went on to 0.5
+    scheduler, controller = resumed([RestoredTrial("u1", "unet", Trial.PENDING, at + 2 * IMAGES_PER_STEP, 0.5),
+                                     RestoredTrial("u2", "unet", Trial.TERMINATED, at, 4.0),
+                                     RestoredTrial("c1", "cnn", Trial.TERMINATED, at, 3.0),
+                                     RestoredTrial("c2", "cnn", Trial.TERMINATED, at, 3.5)])
+    assert scheduler.choose_trial_to_run(controller) is None  # this call decides; none was stopped
+    assert scheduler.kept == {"u1"} and controller.stopped == []
+    assert scheduler.choose_trial_to_run(controller).trial_id == "u1"
 
 
 @pytest.mark.slow
