@@ -1,13 +1,14 @@
 """A real two-node Ray cluster on this machine (a token-protected head plus a joined worker node).
 
-One sweep of two trials: they land one on each node; the worker node is then killed (its whole
-process group, SIGKILL) in the middle of its trial: the sweep finishes, the lost trial resumes from
-its last checkpoint on the head, and no report made before the kill is lost.
+One sweep of two trials: they land one on each node; the worker node is then lost as a machine is
+(SIGKILL to every one of its processes) in the middle of its trial: the sweep finishes, the lost
+trial resumes from its last checkpoint on the head, and no report made before the kill is lost.
 The lab store is on S3 (moto), as on a real cluster: the checkpoints outlive the node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import pytest
 
 from cluster.local import dashboard_get
@@ -73,6 +75,43 @@ def newest_checkpoints(store: LabStore) -> dict[str, int]:
     return found
 
 
+def node_processes(leader: int) -> list[psutil.Process]:
+    """A node started by ``cluster.local join``: its process and all its descendants (raylet, object store, agents,
+    workers). Ray starts every worker in a process group of its own, so the leader's group is not the whole node."""
+    try:
+        root = psutil.Process(leader)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def lose_node(leader: subprocess.Popen) -> None:
+    """Lose a node as a machine is lost: SIGKILL every process of it at once.
+
+    Killing its process group alone would leave the trial's worker training, and reporting to the
+    driver (which talks to it directly), until it notices that its raylet is gone."""
+    processes = node_processes(leader.pid)  # listed first: once killed, the workers are re-parented
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGKILL)  # the raylet first: it starts no worker after this
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    leader.wait(timeout=30)
+
+
+def trial_on_node(leader: int, trial_folders: list[str]) -> str | None:
+    """The trial folder of the trial running on the node of ``leader``: Tune runs a function trial in its own working
+    directory, named as its folder in the store (this finds it because both nodes are processes of this machine)."""
+    for process in node_processes(leader):
+        try:
+            working_dir = os.path.basename(process.cwd())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if working_dir in trial_folders:
+            return working_dir
+    return None
+
+
 def test_trials_use_both_nodes_and_a_lost_node_costs_no_reported_work(tmp_path: Path, s3_bucket: str) -> None:
     with local_head(tmp_path, num_cpus=1) as cluster, open(tmp_path / "worker.log", "w") as worker_log:
         token = cluster.token_file.read_text().strip()
@@ -83,7 +122,7 @@ def test_trials_use_both_nodes_and_a_lost_node_costs_no_reported_work(tmp_path: 
             check_both_nodes_then_lose_one(cluster, worker, token, tmp_path, s3_bucket)
         finally:
             if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
+                lose_node(worker)
 
 
 def check_both_nodes_then_lose_one(cluster: Head, worker: subprocess.Popen, token: str, tmp_path: Path,
@@ -101,16 +140,20 @@ def check_both_nodes_then_lose_one(cluster: Head, worker: subprocess.Popen, toke
         return subprocess.Popen([sys.executable, "-m", "jobs.sweep", "--preset", str(preset), "--lab", lab], cwd=ROOT,
                                 env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    # two 1-CPU trials on two 1-CPU nodes: one lands on each; the worker node is killed once both have checkpoints
+    # two 1-CPU trials on two 1-CPU nodes: one lands on each; the worker node is lost once its trial has a checkpoint
     lost = LabStore(f"{s3_bucket}/two-nodes")
-    steps = 100  # the kill comes at step 20 or later; the lost trial resumes after the head's trial ends
+    steps = 100  # the kill comes at step 10 or a little later; the lost trial resumes after the head's trial ends
     started = time.monotonic()
     the_sweep = sweep(lost.root, steps)
-    wait_for(lambda: (c := newest_checkpoints(lost)) and len(c) == 2 and min(c.values()) >= 1, 300,
-             "both trials to write two checkpoints")
+
+    def victim_checkpointed() -> bool:
+        checkpoints = newest_checkpoints(lost)
+        victim = trial_on_node(worker.pid, list(checkpoints))
+        return victim is not None and checkpoints[victim] >= 0
+
+    wait_for(victim_checkpointed, 300, "the worker node's trial to write a checkpoint", interval=0.2)
     killed_at = time.time()
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=30)
+    lose_node(worker)
     output = the_sweep.communicate(timeout=600)[0]
     wall = time.monotonic() - started
     assert the_sweep.returncode == 0, output[-4000:]
