@@ -146,9 +146,30 @@ def up(args: argparse.Namespace) -> int:
             print(how_to_submit(args.dashboard_port, args.token_file))
             return 0
         time.sleep(0.5)
-    print(f"python -m cluster.local: error: the job API did not answer on port {args.dashboard_port}, or its job agent "
-          f"on port {ports['dashboard-agent-listen-port']}, within {args.wait:.0f} s", file=sys.stderr)
+    agent_port = ports["dashboard-agent-listen-port"]
+    silent = [what for what, up in ((f"the job API on port {args.dashboard_port}", status == 200),
+                                    (f"its job agent on port {agent_port}", agent_listens(agent_port))) if not up]
+    print(f"python -m cluster.local: error: {' and '.join(silent) or 'the head'} did not answer within {args.wait:.0f} s "
+          f"(a longer --wait on a busy machine; `python -m cluster.local down` stops what started)", file=sys.stderr)
+    print(startup_errors(Path(args.temp_dir or "/tmp/ray")), file=sys.stderr)
     return 1
+
+
+STARTUP_LOGS = ("dashboard.log", "dashboard.err", "dashboard_agent.log", "dashboard_agent.err")
+"""The session logs of the two processes that serve the job API."""
+
+
+def startup_errors(temp_dir: Path, lines: int = 8) -> str:
+    """The last error lines of the dashboard's and its agent's logs in the newest session under ``temp_dir``
+    (e.g. a port another process took first), or where to look when there are none."""
+    logs = temp_dir.resolve() / "session_latest" / "logs"
+    found = []
+    for name in STARTUP_LOGS:
+        with contextlib.suppress(OSError):
+            errors = [line.rstrip() for line in (logs / name).read_text(errors="replace").splitlines()
+                      if re.search(r"error|exception|traceback|address already in use", line, re.IGNORECASE)]
+            found += [f"  {name}: {line[-300:]}" for line in errors[-lines:]]
+    return "\n".join(["the errors in the session's logs:", *found]) if found else f"the session's logs: {logs}"
 
 
 def join(args: argparse.Namespace) -> int:

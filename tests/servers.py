@@ -104,7 +104,8 @@ def local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[Head]:
     local = [sys.executable, "-m", "cluster.local"]
     flags = ["--port", str(gcs_port), "--dashboard-port", str(dashboard_port), "--token-file", str(token_file)]
     own_ports = ["--agent-port", str(free_port()), "--client-port", str(free_port())]  # heads may start side by side
-    up = run([*local, "up", *flags, *own_ports, "--num-cpus", str(num_cpus), "--temp-dir", ray_tmp], env)
+    wait = ["--wait", "240"]  # beside the other xdist worker's pipeline, on 2 cores, a head can take minutes to answer
+    up = run([*local, "up", *flags, *own_ports, *wait, "--num-cpus", str(num_cpus), "--temp-dir", ray_tmp], env, timeout=300)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         authorised = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
