@@ -99,17 +99,19 @@ def lose_node(leader: subprocess.Popen) -> None:
     leader.wait(timeout=30)
 
 
+def working_dirs(leader: int) -> dict[int, str]:
+    """pid -> working directory of each process of the node of ``leader``."""
+    found = {}
+    for process in node_processes(leader):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            found[process.pid] = process.cwd()
+    return found
+
+
 def trial_on_node(leader: int, trial_folders: list[str]) -> str | None:
     """The trial folder of the trial running on the node of ``leader``: Tune runs a function trial in its own working
     directory, named as its folder in the store (this finds it because both nodes are processes of this machine)."""
-    for process in node_processes(leader):
-        try:
-            working_dir = os.path.basename(process.cwd())
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if working_dir in trial_folders:
-            return working_dir
-    return None
+    return next((os.path.basename(d) for d in working_dirs(leader).values() if os.path.basename(d) in trial_folders), None)
 
 
 def test_trials_use_both_nodes_and_a_lost_node_costs_no_reported_work(tmp_path: Path, s3_bucket: str) -> None:
@@ -140,18 +142,25 @@ def check_both_nodes_then_lose_one(cluster: Head, worker: subprocess.Popen, toke
         return subprocess.Popen([sys.executable, "-m", "jobs.sweep", "--preset", str(preset), "--lab", lab], cwd=ROOT,
                                 env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    # two 1-CPU trials on two 1-CPU nodes: one lands on each; the worker node is lost once its trial has a checkpoint
+    # two 1-CPU trials on two 1-CPU nodes: one lands on each; the worker node is lost once its trial's first report has
+    # reached the driver: a checkpoint is in the bucket before its report reaches the driver, but a trial's second
+    # report starts only after the driver has fetched its first (Tune's function trials report synchronously)
     lost = LabStore(f"{s3_bucket}/two-nodes")
-    steps = 100  # the kill comes at step 10 or a little later; the lost trial resumes after the head's trial ends
+    steps = 100  # the kill comes at step 20 or a little later; the lost trial resumes after the head's trial ends
     started = time.monotonic()
     the_sweep = sweep(lost.root, steps)
 
-    def victim_checkpointed() -> bool:
+    def victim_reported() -> bool:
         checkpoints = newest_checkpoints(lost)
         victim = trial_on_node(worker.pid, list(checkpoints))
-        return victim is not None and checkpoints[victim] >= 0
+        return victim is not None and checkpoints[victim] >= 1
 
-    wait_for(victim_checkpointed, 300, "the worker node's trial to write a checkpoint", interval=0.2)
+    try:
+        wait_for(victim_reported, 300, "the worker node's trial to write its second checkpoint", interval=0.2)
+    except AssertionError as error:
+        found = f"checkpoints {newest_checkpoints(lost)}; the worker node's processes' folders: {working_dirs(worker.pid)}"
+        the_sweep.kill()
+        raise AssertionError(f"{error}; {found}; the sweep said:\n{the_sweep.communicate()[0][-3000:]}") from None
     killed_at = time.time()
     lose_node(worker)
     output = the_sweep.communicate(timeout=600)[0]
