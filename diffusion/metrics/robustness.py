@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
 
 from diffusion.embeddings import Embedder
 from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
@@ -68,6 +67,8 @@ def robustness_summary(curve: pd.DataFrame) -> pd.DataFrame:
     exceeds the floor (severity-0 mean) by more than 3 floor spreads (std over seeds); NaN if
     none does.
     """
+    from scipy.stats import spearmanr  # here, not at the top: importing scipy.stats costs every process 0.8 s
+
     rows = []
     lineage = ["embedding_sha256", "embedding_trial"]
     for (corruption, embedding, sha256, trial), group in curve.groupby(["corruption", "embedding", *lineage], sort=False):
