@@ -136,7 +136,7 @@ def up(args: argparse.Namespace) -> int:
         print(started.stdout[-2000:] + started.stderr[-2000:], file=sys.stderr)
         print(f"python -m cluster.local: error: `ray start` failed (exit {started.returncode})", file=sys.stderr)
         return 1
-    deadline = time.monotonic() + args.wait
+    deadline, status = time.monotonic() + args.wait, None
     while time.monotonic() < deadline:
         status, body = dashboard_get(args.dashboard_port, "/api/version", token)
         if status == 200 and agent_listens(ports["dashboard-agent-listen-port"]):
@@ -151,12 +151,23 @@ def up(args: argparse.Namespace) -> int:
                                     (f"its job agent on port {agent_port}", agent_listens(agent_port))) if not up]
     print(f"python -m cluster.local: error: {' and '.join(silent) or 'the head'} did not answer within {args.wait:.0f} s "
           f"(a longer --wait on a busy machine; `python -m cluster.local down` stops what started)", file=sys.stderr)
-    print(startup_errors(Path(args.temp_dir or "/tmp/ray")), file=sys.stderr)
+    print(startup_errors(Path(args.temp_dir or ray_temp_dir())), file=sys.stderr)
     return 1
+
+
+def ray_temp_dir() -> str:
+    """Where ``ray start`` keeps its sessions without ``--temp-dir`` (``$RAY_TMPDIR/ray``, ``$TMPDIR/ray`` or
+    ``/tmp/ray``), as Ray itself decides it."""
+    from ray._common.utils import get_default_ray_temp_dir  # only when a head failed: importing Ray costs 0.5 s
+
+    return get_default_ray_temp_dir()
 
 
 STARTUP_LOGS = ("dashboard.log", "dashboard.err", "dashboard_agent.log", "dashboard_agent.err")
 """The session logs of the two processes that serve the job API."""
+ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|^Traceback|^\w+(Error|Exception)\b|address already in use", re.MULTILINE)
+"""A log line worth quoting: logged at ERROR or above, a Python traceback's first or last line, or a taken port
+(not every line naming an error: the dashboard logs its ``/task/traceback`` route at INFO)."""
 
 
 def startup_errors(temp_dir: Path, lines: int = 8) -> str:
@@ -167,7 +178,7 @@ def startup_errors(temp_dir: Path, lines: int = 8) -> str:
     for name in STARTUP_LOGS:
         with contextlib.suppress(OSError):
             errors = [line.rstrip() for line in (logs / name).read_text(errors="replace").splitlines()
-                      if re.search(r"error|exception|traceback|address already in use", line, re.IGNORECASE)]
+                      if ERROR_LINE.search(line)]
             found += [f"  {name}: {line[-300:]}" for line in errors[-lines:]]
     return "\n".join(["the errors in the session's logs:", *found]) if found else f"the session's logs: {logs}"
 
