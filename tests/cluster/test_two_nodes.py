@@ -22,7 +22,7 @@ from typing import TypeVar
 import psutil
 import pytest
 
-from cluster.local import dashboard_get
+from cluster.local import dashboard_get, with_descendants
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
 from tests.servers import ROOT, Head, local_head
@@ -79,8 +79,7 @@ def node_processes(leader: int) -> list[psutil.Process]:
     """A node started by ``cluster.local join``: its process and all its descendants (raylet, object store, agents,
     workers). Ray starts every worker in a process group of its own, so the leader's group is not the whole node."""
     try:
-        root = psutil.Process(leader)
-        return [root, *root.children(recursive=True)]
+        return with_descendants([psutil.Process(leader)])
     except psutil.NoSuchProcess:
         return []
 
