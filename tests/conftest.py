@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
-from _pytest.nodeid import NodeId
 
 from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig
 from diffusion.core.models import denoiser_config
-from tests.servers import Head, local_head, run, s3_server, submit_smoke_pipeline
 
 if TYPE_CHECKING:
     from tests.lineage_lab import RetrainedLab
+    from tests.servers import Head
 
 TINY_SIZES = {"width": 8, "depth": 1}
 
@@ -64,6 +63,8 @@ def _tag_group(item: pytest.Item) -> None:
 
     pytest-xdist 3.8 does this by assigning ``item._nodeid``, which pytest 9 no longer reads (the id lives in
     ``item._id``), so every test became its own group; this sets the id pytest 9 reads. Idempotent."""
+    from _pytest.nodeid import NodeId  # pytest 9's; only xdist's workers need it
+
     if "@" not in item.nodeid:
         item._id = NodeId.parse(f"{item.nodeid}@{xdist_group(item)}")
 
@@ -90,6 +91,8 @@ def s3_bucket() -> Iterator[str]:
     The AWS variables are set in this process's environment for the whole session, so the
     store, Ray's workers, Serve and the dashboard (all started from here) reach the same bucket.
     """
+    from tests.servers import s3_server  # boto3, Serve: imported by the sessions that use them, not by `pytest -m cuda`
+
     with s3_server("diffusion-lab-tests") as env, pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -102,6 +105,8 @@ def smoke_head(s3_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     Stopped (``down``) at the end of the session, which must leave no cluster behind.
     """
+    from tests.servers import local_head, run
+
     with local_head(tmp_path_factory.mktemp("head")) as head:
         yield head
     assert run([*head.local, "status"], head.env).returncode == 1, "a cluster is still up after `down`"
@@ -112,6 +117,8 @@ def smoke_lab(smoke_head: Head, s3_bucket: str) -> str:
     """What the smoke pipeline writes, made once per session as a Ray job on ``smoke_head``, on S3: the job
     tests, the dashboard and Serve tests read it from the same URI, as they would on a cluster."""
     lab = f"{s3_bucket}/smoke"
+    from tests.servers import submit_smoke_pipeline
+
     submit_smoke_pipeline(smoke_head, lab)
     return lab
 
