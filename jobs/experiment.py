@@ -91,7 +91,10 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
         param_space={"_job": experiment.job},
         # our own limiter, not max_concurrent_trials: a trial paused at the matched rung must free its place
         tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=searcher.trials,
-                                    search_alg=PausingLimiter(searcher, experiment.max_concurrent or settings.max_concurrent)),
+                                    search_alg=PausingLimiter(searcher, experiment.max_concurrent or settings.max_concurrent),
+                                    # a finished trial's process runs the next trial: no new process, no imports
+                                    # again (smoke sweep's trials 33 s -> 17 s); each trial enters its own folder
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=store.tune_storage(),
             # the console gets a line per trial now and then (TrialLines); Tune's status tables go to the log

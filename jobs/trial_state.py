@@ -81,6 +81,16 @@ class TrialCheckpoints:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
+def enter_trial_folder() -> None:
+    """Work in this trial's own folder, as Tune's first trial in a process does: a process that Tune reuses for the
+    next trial (``TuneConfig(reuse_actors=True)``) would otherwise stay in the folder of the trial it ran before."""
+    if os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") == "0":  # Tune's own switch for the same
+        return
+    folder = tune.get_context().get_trial_dir()
+    os.makedirs(folder, exist_ok=True)
+    os.chdir(folder)
+
+
 def progress_metrics(progress: TrainProgress, resumed: bool, device: torch.device) -> dict[str, Any]:
     """What every report of every trial carries: position, loss, learning rate, speed, and where it ran."""
     return {"step": progress.step, "images_seen": progress.images_seen, "loss": progress.loss, "lr": progress.lr,
