@@ -42,7 +42,7 @@ from jobs.experiment import (
 )
 from jobs.presets import EMBEDDING_SECTIONS, POINT_NAME, Preset, embedding_run_config, embedding_space
 from jobs.ray_session import task_device
-from jobs.trial_state import POINT_KEY, TrialCheckpoints, enter_trial_folder, progress_metrics, report_every
+from jobs.trial_state import POINT_KEY, TrialCheckpoints, progress_metrics, report_every
 
 EXPERIMENT = "embeddings"
 """The embeddings' Tune experiment, ``<lab>/tune/embeddings``."""
@@ -63,7 +63,6 @@ def embedding_trial_run(config: dict[str, Any]) -> EmbedderRun:
 
 def train_embedding_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: one embedding kind's point under ``point``, the job's settings under ``_job``."""
-    enter_trial_folder()
     job_settings = config["_job"]
     run = embedding_trial_run(config)
     device = task_device()

@@ -10,6 +10,7 @@ draws, or a model-based searcher such as Optuna: ``jobs.searchers.GroupedSearche
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from jobs.console import LogReporter, TrialLines, say, searched_columns
 from jobs.presets import POINT_NAME, TuneSettings
 from jobs.scheduling import GroupedScheduler, MatchedRung, PausingLimiter
 from jobs.searchers import GroupedSearcher
-from jobs.trial_state import POINT_KEY, group_of, read_best
+from jobs.trial_state import POINT_KEY, enter_trial_folder, group_of, read_best
 
 ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
 # Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
@@ -68,10 +69,22 @@ class Experiment:
     then only this many groups (the lowest metric there) go on (``jobs.scheduling.MatchedRung``)."""
 
 
+def in_own_folder(trainable: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """``trainable``, entering its trial's folder first: with ``reuse_actors`` a process runs one trial after another,
+    and Tune moves only a new process into its trial's folder. Keeps the name, which names the trial folders."""
+
+    @functools.wraps(trainable)
+    def trial(config: dict[str, Any]) -> None:
+        enter_trial_folder()
+        trainable(config)
+
+    return trial
+
+
 def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False) -> tune.ResultGrid:
     """Run (or, with ``resume``, continue) ``experiment``: its trials in ``<lab>/tune/<name>``."""
     settings = experiment.settings
-    trainable = tune.with_resources(experiment.trainable, {k: v for k, v in settings.resources.items() if v})
+    trainable = tune.with_resources(in_own_folder(experiment.trainable), {k: v for k, v in settings.resources.items() if v})
     path = store.uri("tune", experiment.name)
     if resume and tune.Tuner.can_restore(path):
         say(f"[{experiment.name}] resuming {path}")  # with the callbacks and reporter it was started with
@@ -94,6 +107,7 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
                                     search_alg=PausingLimiter(searcher, experiment.max_concurrent or settings.max_concurrent),
                                     # a finished trial's process runs the next trial: no new process, no imports
                                     # again (smoke sweep's trials 33 s -> 17 s); each trial enters its own folder
+                                    # (in_own_folder)
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=store.tune_storage(),

@@ -25,7 +25,7 @@ from diffusion.lab.store import LabStore
 from diffusion.metrics.scoring import Scorer, real_floor
 from jobs.presets import POINT_NAME, SECTIONS, run_config
 from jobs.ray_session import task_device
-from jobs.trial_state import POINT_KEY, TrialCheckpoints, enter_trial_folder, progress_metrics, report_every
+from jobs.trial_state import POINT_KEY, TrialCheckpoints, progress_metrics, report_every
 
 FAIL_ONCE_ENV = "DIFFUSION_LAB_FAIL_ONCE_AT_STEP"  # test hook: raise once at this step, to prove retries resume
 SPOIL_AFTER_ENV = "DIFFUSION_LAB_SPOIL_WEIGHTS_AFTER_STEP"  # test hook: scramble the weights after this step, so FD worsens late
@@ -51,7 +51,6 @@ def trial_run_config(config: dict[str, Any]) -> RunConfig:
 
 def train_denoiser_trial(config: dict[str, Any]) -> None:
     """Tune function trainable; ``config`` holds one model's point under ``point`` and the job's settings under ``_job``."""
-    enter_trial_folder()
     job_settings = config["_job"]
     run = trial_run_config(config)
     device = task_device()

@@ -83,7 +83,8 @@ class TrialCheckpoints:
 
 def enter_trial_folder() -> None:
     """Work in this trial's own folder, as Tune's first trial in a process does: a process that Tune reuses for the
-    next trial (``TuneConfig(reuse_actors=True)``) would otherwise stay in the folder of the trial it ran before."""
+    next trial (``TuneConfig(reuse_actors=True)``) would otherwise stay in the folder of the trial it ran before.
+    Every trial of ``jobs.experiment`` calls it first (``in_own_folder``)."""
     if os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") == "0":  # Tune's own switch for the same
         return
     folder = tune.get_context().get_trial_dir()

@@ -116,9 +116,9 @@ def smoke_head(s3_bucket: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def smoke_lab(smoke_head: Head, s3_bucket: str) -> str:
     """What the smoke pipeline writes, made once per session as a Ray job on ``smoke_head``, on S3: the job
     tests, the dashboard and Serve tests read it from the same URI, as they would on a cluster."""
-    lab = f"{s3_bucket}/smoke"
     from tests.servers import submit_smoke_pipeline
 
+    lab = f"{s3_bucket}/smoke"
     submit_smoke_pipeline(smoke_head, lab)
     return lab
 
