@@ -165,7 +165,8 @@ def check_both_nodes_then_lose_one(cluster: Head, worker: subprocess.Popen, toke
     output = the_sweep.communicate(timeout=600)[0]
     wall = time.monotonic() - started
     assert the_sweep.returncode == 0, output[-4000:]
-    assert len(alive_nodes(dashboard_port, token)) == 1
+    # the trial's retry can finish before the head's health checks declare the lost node dead
+    wait_for(lambda: len(alive_nodes(dashboard_port, token)) == 1, 60, "the head to mark the lost node dead")
 
     trials = TableStore(lost).read(TRIALS).set_index("trial_id")
     history = TableStore(lost).read(TRIAL_HISTORY)

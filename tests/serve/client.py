@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from diffusion.core.config import DiffusionConfig
+from diffusion.core.models import denoiser_config
 from diffusion.lab.checkpoint import ModelCard
 from diffusion.lab.recipe import build_denoiser_run
 from diffusion.lab.registry import ModelRegistry
@@ -60,9 +61,13 @@ def pixels(png: bytes) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int32))
 
 
-def export_tiny(store: LabStore, name: str, arch: str = "unet", train_steps: int = 10, timesteps: int = 50) -> ModelCard:
-    """Train a tiny ``arch`` for ``train_steps`` on a ``timesteps``-level schedule and export it as ``name``."""
+def export_tiny(store: LabStore, name: str, arch: str = "unet", train_steps: int = 10, timesteps: int = 50,
+                full_size: bool = False) -> ModelCard:
+    """Train a tiny ``arch`` (``full_size``: at its default width and depth) for ``train_steps`` on a ``timesteps``-level
+    schedule and export it as ``name``."""
     run = dataclasses.replace(tiny_run(arch, steps=train_steps), diffusion=DiffusionConfig(timesteps=timesteps))
+    if full_size:
+        run = dataclasses.replace(run, model=denoiser_config(arch))
     job = build_denoiser_run(run, CPU)
     job.trainer.fit()
     return ModelRegistry(store).export_model(name, job.ema_model, job.run)
