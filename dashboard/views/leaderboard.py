@@ -12,6 +12,8 @@ import streamlit as st
 from dashboard import charts, lab_data
 from dashboard.page_tools import or_stop, settings
 from diffusion.lab.leaderboard import (
+    BUDGET_HIGH,
+    BUDGET_LOW,
     BUDGET_RATIO,
     RANK,
     leaderboard,
@@ -73,5 +75,7 @@ st.dataframe(shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image]
                             SCORES.ratio_high: st.column_config.NumberColumn("95% high", format="%.2f"),
                             BUDGET_RATIO: st.column_config.NumberColumn(budget.label if budget else "at equal budget",
                                                                         format="%.2f", help=budget_help),
+                            BUDGET_LOW: st.column_config.NumberColumn("95% low (budget)", format="%.2f"),
+                            BUDGET_HIGH: st.column_config.NumberColumn("95% high (budget)", format="%.2f"),
                             RANK: st.column_config.NumberColumn("rank", help="models whose intervals overlap share a rank"),
                             SCORES.parameters: st.column_config.NumberColumn(format="%d")})

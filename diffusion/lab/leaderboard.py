@@ -23,7 +23,7 @@ tables carry the same two columns and split by the same rule (``split_lineage``)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -40,19 +40,24 @@ COLUMNS = [RANK, SCORES.model, SCORES.fd, SCORES.floor_mean, SCORES.floor_std, S
            SCORES.seconds_per_image]
 BUDGET_RATIO = "budget_ratio"
 """The leaderboard's column (not in ``scores``) of FD / floor at the budget every model reached (``budget_matched``)."""
+BUDGET_LOW, BUDGET_HIGH = "budget_ratio_low", "budget_ratio_high"
+"""That ratio's 95% interval (NaN where the sweep's reports carry none: sweeps run before trials reported it)."""
 
 
 @dataclass(frozen=True)
 class BudgetMatched:
     """Each model's FD / floor in the sweep's reports at ``images`` training images, a budget every model reached.
 
-    ``ratios``: model -> the lowest ratio among its trials' last FD report at or below the budget. The sweep scores
-    its reports with few samples (``fd_samples``) and a short sampler, so these ratios compare models with each
-    other, not with the evaluation's.
+    ``ratios``: model -> the lowest ratio among its trials' last FD report at or below the budget; ``lows`` and
+    ``highs``: that report's 95% interval of the ratio, for the models whose report has one. The sweep scores its
+    reports with few samples (``fd_samples``) and a short sampler, so these ratios compare models with each other,
+    not with the evaluation's, and their intervals are wider.
     """
 
     images: int
     ratios: dict[str, float]
+    lows: dict[str, float] = field(default_factory=dict)
+    highs: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -158,7 +163,11 @@ def budget_matched(history: pd.DataFrame, models: Sequence[str] | None = None) -
     budget = int(reached[wanted].min())
     within = scored[scored[TRIAL_HISTORY.model].isin(wanted) & (scored[TRIAL_HISTORY.images_seen] <= budget)]
     last = within.loc[within.groupby([TRIAL_HISTORY.model, TRIAL_HISTORY.trial_id])[TRIAL_HISTORY.images_seen].idxmax()]
-    return BudgetMatched(budget, {str(m): float(r) for m, r in last.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.fd_ratio].min().items()})
+    best = last.loc[last.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.fd_ratio].idxmin()]
+    bounds = [{str(row[TRIAL_HISTORY.model]): float(row[column]) for _, row in best.iterrows() if pd.notna(row[column])}
+              if column in best.columns else {} for column in (TRIAL_HISTORY.fd_ratio_low, TRIAL_HISTORY.fd_ratio_high)]
+    return BudgetMatched(budget, {str(m): float(r) for m, r in zip(best[TRIAL_HISTORY.model], best[TRIAL_HISTORY.fd_ratio])},
+                         *bounds)
 
 
 def leaderboard(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", sampler: str | None = None,
@@ -177,12 +186,23 @@ def leaderboard(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", 
 
 
 def with_budget(board: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, BudgetMatched | None]:
-    """``board`` with each model's ratio at the budget all of its models reached (``BUDGET_RATIO``, from the sweep's
-    ``history``), and that budget; the board unchanged and None where some model has no such report."""
+    """``board`` with each model's ratio at the budget all of its models reached and its interval (``BUDGET_RATIO``,
+    ``BUDGET_LOW``, ``BUDGET_HIGH``, from the sweep's ``history``), and that budget; the board unchanged and None where
+    some model has no such report."""
     budget = budget_matched(history, list(board[SCORES.model]))
     if budget is None:
         return board, None
-    return board.assign(**{BUDGET_RATIO: board[SCORES.model].map(budget.ratios)}), budget
+    models = board[SCORES.model]
+    return board.assign(**{BUDGET_RATIO: models.map(budget.ratios), BUDGET_LOW: models.map(budget.lows).astype(float),
+                           BUDGET_HIGH: models.map(budget.highs).astype(float)}), budget
+
+
+def _with_intervals(board: pd.DataFrame, ratio: str, low: str, high: str) -> list[str]:
+    """Each ratio as text with its interval, ``2.1 [1.8, 2.5]``; the ratio alone where the interval is missing."""
+    lows = board[low] if low in board.columns else pd.Series(float("nan"), index=board.index)
+    highs = board[high] if high in board.columns else pd.Series(float("nan"), index=board.index)
+    return [f"{r:.3g} [{lo:.3g}, {hi:.3g}]" if pd.notna(lo) and pd.notna(hi) else f"{r:.3g}"
+            for r, lo, hi in zip(board[ratio], lows, highs)]
 
 
 def format_leaderboard(board: pd.DataFrame, budget: BudgetMatched | None = None) -> str:
@@ -191,12 +211,14 @@ def format_leaderboard(board: pd.DataFrame, budget: BudgetMatched | None = None)
     if board.empty:
         return "(no scored models)"
     tied = board[RANK].duplicated(keep=False)
-    interval = [f"{r:.3g} [{lo:.3g}, {hi:.3g}]" if pd.notna(lo) else f"{r:.3g}"
-                for r, lo, hi in zip(board[SCORES.ratio], board[SCORES.ratio_low], board[SCORES.ratio_high])]
     shown = board.assign(**{RANK: [f"{r}=" if t else str(r) for r, t in zip(board[RANK], tied)],
-                            SCORES.ratio: interval, "train_min": board[SCORES.train_seconds] / 60,
+                            SCORES.ratio: _with_intervals(board, SCORES.ratio, SCORES.ratio_low, SCORES.ratio_high),
+                            "train_min": board[SCORES.train_seconds] / 60,
                             "ms_per_image": board[SCORES.seconds_per_image] * 1000})
-    shown = shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image, SCORES.ratio_low, SCORES.ratio_high])
+    if BUDGET_RATIO in board.columns:
+        shown[BUDGET_RATIO] = _with_intervals(board, BUDGET_RATIO, BUDGET_LOW, BUDGET_HIGH)
+    shown = shown.drop(columns=[c for c in (SCORES.train_seconds, SCORES.seconds_per_image, SCORES.ratio_low,
+                                            SCORES.ratio_high, BUDGET_LOW, BUDGET_HIGH) if c in shown.columns])
     shown = shown.rename(columns={SCORES.ratio: "ratio [95% interval]"})
     if budget is not None and BUDGET_RATIO in shown.columns:
         shown = shown.rename(columns={BUDGET_RATIO: budget.label})

@@ -190,11 +190,13 @@ TRIAL_HISTORY = TableSchema("trial_history", "python -m jobs.sweep", key="model"
     Column("model", "string"), Column("trial_id", "string"),
     Column("step", "integer", optional=True), Column("images_seen", "integer", optional=True),
     Column("loss", "float", optional=True), Column("fd", "float", optional=True),
-    Column("fd_ratio", "float", optional=True), Column("resumed", "bool", optional=True),
+    Column("fd_ratio", "float", optional=True), Column("fd_ratio_low", "float", optional=True),
+    Column("fd_ratio_high", "float", optional=True), Column("resumed", "bool", optional=True),
     Column("time_total_s", "float", optional=True), Column("timestamp", "integer", optional=True),
     Column("node_id", "string", optional=True), Column("device", "string", optional=True),
 ))
-"""One row per trial report: the loss, and the FD where the report scored one."""
+"""One row per trial report: the loss, and the FD where the report scored one, with its ratio to the floor and that
+ratio's 95% interval (``diffusion.metrics.uncertainty``)."""
 
 EMBEDDING_TRIALS = TableSchema("embedding_trials", "python -m jobs.sweep (its embeddings stage)", key="kind",
                                prefixes=("model.", "train."), columns=(

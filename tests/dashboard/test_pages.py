@@ -41,6 +41,7 @@ def test_leaderboard_ranks_five_models_against_the_floor(smoke_lab: str, monkeyp
     assert len(board) == 5 and ranks[0] == 1 and ranks == sorted(ranks)  # models whose intervals overlap share a rank
     assert ((board.ratio_low <= board.ratio) & (board.ratio <= board.ratio_high)).all()
     assert board.budget_ratio.notna().all()  # every model at the budget they all reached (1,280 images in smoke)
+    assert ((board.budget_ratio_low <= board.budget_ratio) & (board.budget_ratio <= board.budget_ratio_high)).all()
     [figure] = figures(app)
     assert len(figure["data"][0]["x"]) == 5 and figure["data"][0]["marker"]["color"].count("#d62728") == ranks.count(1)
     assert len(figure["data"][0]["error_y"]["array"]) == 5  # the intervals as error bars

@@ -138,6 +138,8 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
         assert reports.resumed.tolist() == [False, False, True, True]
         assert reports.loss.notna().all() and reports.fd.notna().tolist() == [False, True, False, True]
         assert reports.fd.iloc[3] > reports.fd.iloc[1], reports  # spoiled after step 10: the FD got worse
+        scored = reports.dropna(subset=["fd"])  # each FD report carries its ratio's 95% interval
+        assert ((scored.fd_ratio_low < scored.fd_ratio) & (scored.fd_ratio < scored.fd_ratio_high)).all(), scored
 
     torch.set_num_threads(1)  # as in the trial (0.5 CPU): the same kernels, the same sums
     test = load_dataset(DataConfig(dataset="mnist", data_root=str(home)), "test", store).images[:100]

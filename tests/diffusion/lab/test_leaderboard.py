@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from diffusion.lab.leaderboard import (
+    BUDGET_HIGH,
+    BUDGET_LOW,
     BUDGET_RATIO,
     budget_matched,
     format_leaderboard,
@@ -154,3 +156,19 @@ def test_the_budget_matched_column_takes_every_models_ratio_at_the_largest_budge
     assert added == budget
     assert board[BUDGET_RATIO].tolist() == [5.0, 3.5]  # a wins on its long training, b at an equal budget
     assert "ratio @ 250 images" in format_leaderboard(board, budget)
+    assert board[BUDGET_LOW].isna().all() and budget.lows == {}  # reports from before trials carried an interval
+
+
+def test_the_budget_matched_column_carries_the_interval_of_the_report_it_takes() -> None:
+    table = pd.DataFrame([
+        *history("a", "a1", [100, 200], [9.0, 5.0]), *history("a", "a2", [100, 200], [8.0, 6.0]),
+        *history("b", "b1", [100, 200], [7.0, 4.0]),
+    ]).assign(fd_ratio_low=lambda t: t.fd_ratio * 0.8, fd_ratio_high=lambda t: t.fd_ratio * 1.25)
+    budget = budget_matched(table)
+    assert budget is not None and budget.ratios == {"a": 5.0, "b": 4.0}
+    assert budget.lows == {"a": 4.0, "b": 3.2} and budget.highs == {"a": 6.25, "b": 5.0}  # a1's, not a2's
+    rows = pd.DataFrame([score("a", "ddim", 20, 1000, 0.30, 0.15), score("b", "ddim", 20, 1000, 0.60, 0.15)])
+    board, _ = with_budget(leaderboard(rows, LINEAGE), table)
+    assert board[BUDGET_LOW].tolist() == [4.0, 3.2] and board[BUDGET_HIGH].tolist() == [6.25, 5.0]
+    text = format_leaderboard(board, budget)
+    assert "5 [4, 6.25]" in text and "4 [3.2, 5]" in text and BUDGET_LOW not in text
