@@ -69,7 +69,10 @@ shown = board.assign(train_minutes=board[SCORES.train_seconds] / 60, ms_per_imag
 budget_help = (f"FD / floor in the sweep's reports at {budget.images:,} training images, the largest budget every model "
                f"reached: an equal-budget comparison (the sweep scores fewer samples with a shorter sampler, so compare "
                f"this column within itself)") if budget else ""
-st.dataframe(shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image]), hide_index=True, width="stretch",
+shown = shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image])
+first = [RANK, SCORES.model, SCORES.ratio, SCORES.ratio_low, SCORES.ratio_high, BUDGET_RATIO, BUDGET_LOW, BUDGET_HIGH]
+order = [c for c in first if c in shown.columns] + [c for c in shown.columns if c not in first]  # the comparison first
+st.dataframe(shown, hide_index=True, width="stretch", column_order=order,
              column_config={SCORES.ratio: st.column_config.NumberColumn("FD / floor", format="%.2f"),
                             SCORES.ratio_low: st.column_config.NumberColumn("95% low", format="%.2f"),
                             SCORES.ratio_high: st.column_config.NumberColumn("95% high", format="%.2f"),
