@@ -163,11 +163,14 @@ def budget_matched(history: pd.DataFrame, models: Sequence[str] | None = None) -
     budget = int(reached[wanted].min())
     within = scored[scored[TRIAL_HISTORY.model].isin(wanted) & (scored[TRIAL_HISTORY.images_seen] <= budget)]
     last = within.loc[within.groupby([TRIAL_HISTORY.model, TRIAL_HISTORY.trial_id])[TRIAL_HISTORY.images_seen].idxmax()]
-    best = last.loc[last.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.fd_ratio].idxmin()]
-    bounds = [{str(row[TRIAL_HISTORY.model]): float(row[column]) for _, row in best.iterrows() if pd.notna(row[column])}
-              if column in best.columns else {} for column in (TRIAL_HISTORY.fd_ratio_low, TRIAL_HISTORY.fd_ratio_high)]
-    return BudgetMatched(budget, {str(m): float(r) for m, r in zip(best[TRIAL_HISTORY.model], best[TRIAL_HISTORY.fd_ratio])},
-                         *bounds)
+    best = last.loc[last.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.fd_ratio].idxmin()].set_index(TRIAL_HISTORY.model)
+
+    def by_model(column: str) -> dict[str, float]:  # the chosen report's value per model, where it has one
+        values = best[column].dropna() if column in best.columns else pd.Series(dtype=float)
+        return {str(model): float(value) for model, value in values.items()}
+
+    return BudgetMatched(budget, by_model(TRIAL_HISTORY.fd_ratio), by_model(TRIAL_HISTORY.fd_ratio_low),
+                         by_model(TRIAL_HISTORY.fd_ratio_high))
 
 
 def leaderboard(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", sampler: str | None = None,
@@ -199,10 +202,9 @@ def with_budget(board: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFram
 
 def _with_intervals(board: pd.DataFrame, ratio: str, low: str, high: str) -> list[str]:
     """Each ratio as text with its interval, ``2.1 [1.8, 2.5]``; the ratio alone where the interval is missing."""
-    lows = board[low] if low in board.columns else pd.Series(float("nan"), index=board.index)
-    highs = board[high] if high in board.columns else pd.Series(float("nan"), index=board.index)
+    bounds = board.reindex(columns=[low, high])  # a missing bound column reads as NaN
     return [f"{r:.3g} [{lo:.3g}, {hi:.3g}]" if pd.notna(lo) and pd.notna(hi) else f"{r:.3g}"
-            for r, lo, hi in zip(board[ratio], lows, highs)]
+            for r, lo, hi in zip(board[ratio], bounds[low], bounds[high])]
 
 
 def format_leaderboard(board: pd.DataFrame, budget: BudgetMatched | None = None) -> str:
