@@ -78,7 +78,7 @@ def train_denoiser_trial(config: dict[str, Any]) -> None:
         previous_images = progress.images_seen - every * run.train.batch_size
         if progress.step == run.train.steps or progress.images_seen // eval_every > previous_images // eval_every:
             images = sample(trainer.ema.model, job.schedule, n, "ddim", job_settings["fd_sampler_steps"], seed=0)
-            score = scorer.score(images, kid=False)  # with the ratio's interval: a few ms at these N
+            score = scorer.score(images, kid=False, manifold=False)  # with the ratio's interval: a few ms at these N
             metrics |= {"fd": score.fd, "fd_floor": score.floor_mean, "fd_ratio": score.ratio,
                         "fd_ratio_low": score.ratio_low, "fd_ratio_high": score.ratio_high,
                         "fd_embedding": embedder.identity.sha256}

@@ -20,7 +20,7 @@ from diffusion.core.samplers import default_steps, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.checkpoint import ModelCard
 from diffusion.lab.leaderboard import best_scores, lineage_of
-from diffusion.metrics.scoring import Score, Scorer
+from diffusion.metrics.scoring import MANIFOLD_FIELDS, Score, Scorer
 
 CARD_EMBEDDING = "vae"
 """The embedding whose chosen row gives the card's ``fd_n`` and ``fd_sampler`` (the leaderboard's default)."""
@@ -117,8 +117,8 @@ def best_row(rows: Sequence[ScoreRow], embedding: str = CARD_EMBEDDING) -> Score
 
 
 def card_metrics(rows: Sequence[ScoreRow]) -> dict[str, float | int | str]:
-    """What a model's card records of its scores: ``fd_{e}``, ``fd_floor_{e}``, ``fd_ratio_{e}`` of the chosen row
-    in every embedding scored, with the embedding's weights it was measured in (``fd_embedding_{e}``: their sha256,
+    """What a model's card records of its scores: ``fd_{e}``, ``fd_floor_{e}``, ``fd_ratio_{e}`` (and ``precision_{e}``,
+    ``recall_{e}``, ``density_{e}``, ``coverage_{e}`` where measured) of the chosen row in every embedding scored, with the embedding's weights it was measured in (``fd_embedding_{e}``: their sha256,
     ``fd_embedding_trial_{e}``: their Tune trial), and ``fd_n``, ``fd_sampler`` of the chosen row in the VAE embedding."""
     if len({row.model for row in rows}) != 1 or len({row.weights_sha256 for row in rows}) != 1:
         raise ValueError("card_metrics takes the rows of one model's weights")
@@ -128,6 +128,8 @@ def card_metrics(rows: Sequence[ScoreRow]) -> dict[str, float | int | str]:
         metrics |= {f"fd_{embedding}": best.fd, f"fd_floor_{embedding}": best.floor_mean,
                     f"fd_ratio_{embedding}": best.ratio, f"fd_embedding_{embedding}": best.embedding_sha256,
                     f"fd_embedding_trial_{embedding}": best.embedding_trial}
+        metrics |= {f"{figure}_{embedding}": getattr(best, figure) for figure in MANIFOLD_FIELDS
+                    if getattr(best, figure) is not None}
     if any(row.embedding == CARD_EMBEDDING for row in rows):
         best = best_row(rows)
         metrics |= {"fd_n": best.n, "fd_sampler": f"{best.sampler}-{best.steps}"}

@@ -15,7 +15,7 @@ from diffusion.lab.checkpoint import model_card, weights_to_bytes
 from diffusion.lab.datasets import RealSets, load_embedded_mnist
 from diffusion.lab.lineage import EmbeddingId
 from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics, plan_sampling, score_model
-from diffusion.metrics.scoring import Scorer, real_floor
+from diffusion.metrics.scoring import MANIFOLD_FIELDS, Scorer, real_floor
 from tests.conftest import tiny_run
 
 
@@ -23,7 +23,8 @@ def score_row(**changes: object) -> ScoreRow:
     """A score row of model ``m`` (VAE, DDIM-20, N = 100, 2x its floor); ``changes`` override fields."""
     row = ScoreRow(model="m", arch="mlp", sampler="ddim", steps=20, eta=0.0, embedding="vae", n=100, fd=2.0,
                    mean_term=0.5, trace_term=1.5, floor_mean=1.0, floor_std=0.1, ratio=2.0, kid_mean=0.01,
-                   kid_std=0.001, fd_std=0.1, ratio_low=1.7, ratio_high=2.3, seconds_per_image=0.01, images_per_s=100.0, parameters=1000, weights_sha256="0" * 64,
+                   kid_std=0.001, fd_std=0.1, ratio_low=1.7, ratio_high=2.3, precision=0.6, recall=0.5, density=0.7,
+                   coverage=0.6, real_precision=0.8, real_recall=0.8, real_density=1.0, real_coverage=0.9, seconds_per_image=0.01, images_per_s=100.0, parameters=1000, weights_sha256="0" * 64,
                    train_seconds=60.0, images_seen=6400, device="cpu", embedding_sha256="e" * 64, embedding_trial="")
     return dataclasses.replace(row, **changes)  # type: ignore[arg-type]
 
@@ -69,7 +70,9 @@ def test_score_model_gives_one_row_per_setting_and_embedding_with_the_floor_at_t
     assert (rows[0].embedding_sha256, rows[1].embedding_sha256, rows[1].embedding_trial) == ("", "ab" * 32, "t_1")
     metrics = card_metrics(rows)
     parts = ("", "_floor", "_ratio", "_embedding", "_embedding_trial")
-    assert set(metrics) == {f"fd{part}_{e}" for part in parts for e in ("pixels", "proj")}
+    manifold = {f"{figure}_{e}" for figure in MANIFOLD_FIELDS for e in ("pixels", "proj")}
+    assert set(metrics) == {f"fd{part}_{e}" for part in parts for e in ("pixels", "proj")} | manifold
+    assert all(0 <= metrics[key] for key in manifold) and metrics["precision_pixels"] == rows[0].precision
     assert (metrics["fd_embedding_proj"], metrics["fd_embedding_trial_proj"], metrics["fd_embedding_pixels"]) == ("ab" * 32, "t_1", "")
     assert metrics["fd_pixels"] == rows[0].fd  # the larger N wins, whatever the ratio at N = 24
 
@@ -86,7 +89,9 @@ def test_the_scorer_caches_the_real_side_and_its_floor_equals_a_fresh_one(real: 
     assert scorer.score(real.train[:500]).n == len(real.test)  # at most the real test set's size
 
     primed = Scorer(embedder, real.test, seed=4, floors={30: scorer.floor(30)})  # a floor computed elsewhere, no pool kept
-    assert primed.score(images, kid=False) == without
+    lean = primed.score(images, kid=False, manifold=False)
+    assert lean.precision is None and lean.real_coverage is None
+    assert dataclasses.replace(without, **{f: None for f in MANIFOLD_FIELDS + tuple(f"real_{f}" for f in MANIFOLD_FIELDS)}) == lean
     with pytest.raises(ValueError, match="no floor at N = 20"):
         primed.score(images[:20])
 
@@ -103,7 +108,9 @@ def test_card_metrics_take_the_leaderboards_row_in_every_embedding() -> None:
     assert card_metrics(rows) == {"fd_vae": 2.4, "fd_floor_vae": 1.2, "fd_ratio_vae": 2.0, "fd_n": 100,
                                   "fd_sampler": "ddim-50", "fd_pixels": 40.0, "fd_floor_pixels": 10.0,
                                   "fd_ratio_pixels": 4.0, "fd_embedding_vae": "e" * 64, "fd_embedding_trial_vae": "",
-                                  "fd_embedding_pixels": "", "fd_embedding_trial_pixels": ""}
+                                  "fd_embedding_pixels": "", "fd_embedding_trial_pixels": "",
+                                  **{f"{figure}_{e}": getattr(rows[0], figure) for figure in MANIFOLD_FIELDS
+                                     for e in ("vae", "pixels")}}
     with pytest.raises(ValueError, match="one model's weights"):
         card_metrics([*rows, score_row(model="other")])
     with pytest.raises(ValueError, match="no score row in embedding 'classifier'"):
