@@ -29,8 +29,12 @@ SamplerName = Literal["ddpm", "ddim", "dpmpp2m", "dpmpp2m_sde"]
 """Samplers (``diffusion.core.samplers.SAMPLERS``)."""
 DatasetName = Literal["mnist-embedded", "mnist"]
 """Training data sets (``diffusion.lab.datasets.DATASETS``)."""
-Prediction = Literal["eps", "x0", "v"]
+Prediction = Literal["eps", "x0", "v", "edm"]
+"""What the network outputs: the noise, x_0, v (Salimans and Ho 2022), or EDM's preconditioned F (Karras et al. 2022)."""
 LossWeighting = Literal["uniform", "min_snr"]
+NoiseLevels = Literal["uniform", "lognormal"]
+"""How training draws each image's noise level: t uniform over 0..T-1 (Ho et al. 2020), or EDM's log-normal sigma
+(Karras et al. 2022, Table 1: ln sigma ~ N(-1.2, 1.2^2)) rounded to the nearest level of the schedule."""
 LrDecay = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
 CompileMode = Literal["auto", "cuda_graphs", "torch_compile", "off"]
@@ -183,6 +187,7 @@ class DiffusionConfig:
     prediction: Prediction = "eps"
     loss_weighting: LossWeighting = "uniform"
     min_snr_gamma: float = 5.0
+    noise_levels: NoiseLevels = "uniform"
 
     def __post_init__(self) -> None:
         _one_of(self, "schedule", ScheduleName, sorted(typing.get_args(ScheduleName)))
@@ -194,6 +199,7 @@ class DiffusionConfig:
         at_least(self, 0, "cosine_offset")
         _one_of(self, "prediction", Prediction)
         _one_of(self, "loss_weighting", LossWeighting)
+        _one_of(self, "noise_levels", NoiseLevels)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def _predict(
     """(x_0, eps) from one network evaluation at ``level`` for the whole batch; x_0 clipped to [-1, 1] (and eps made consistent)."""
     t = torch.full((x.shape[0],), level, device=x.device, dtype=torch.long)
     with autocast(x.device, precision):
-        output = model(x, t).float()
+        output = model(schedule.network_input(x, t), t).float()
     x0, eps = schedule.split_prediction(output, x, t)
     if clip:
         x0 = x0.clamp(-1.0, 1.0)

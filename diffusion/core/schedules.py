@@ -18,6 +18,8 @@ import torch
 
 from diffusion.core.config import ConfigError, DiffusionConfig, Prediction, ScheduleName, registry
 
+EDM_SIGMA_DATA = 0.5  # the data's standard deviation in EDM's preconditioning (Karras et al. 2022, Table 1)
+
 
 def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
     """Linear betas of Ho et al. 2020 (sec. 4), rescaled so that any T keeps the same total noise."""
@@ -58,6 +60,10 @@ class NoiseSchedule:
     alpha_bar_prev: torch.Tensor
     sqrt_alpha_bar: torch.Tensor
     sqrt_one_minus_alpha_bar: torch.Tensor
+    sigma: torch.Tensor
+    edm_c_skip: torch.Tensor
+    edm_c_out: torch.Tensor
+    edm_input_scale: torch.Tensor
     posterior_coef_x0: torch.Tensor
     posterior_coef_xt: torch.Tensor
     posterior_variance: torch.Tensor
@@ -87,6 +93,11 @@ class NoiseSchedule:
             # beta_tilde_0 = 0; the log is clipped to beta_tilde_1 as in improved-diffusion.
             "posterior_log_variance": np.log(np.append(posterior_variance[1], posterior_variance[1:])),
         }
+        # EDM's preconditioning (Karras et al. 2022, Table 1) at sigma_t = sqrt((1 - ab) / ab), with x_sigma = x_t / sqrt(ab)
+        sigma = np.sqrt((1 - alpha_bar) / alpha_bar)
+        total = sigma**2 + EDM_SIGMA_DATA**2
+        table |= {"sigma": sigma, "edm_c_skip": EDM_SIGMA_DATA**2 / total, "edm_c_out": sigma * EDM_SIGMA_DATA / np.sqrt(total),
+                  "edm_input_scale": 1 / np.sqrt(total * alpha_bar)}  # c_in / sqrt(ab): the network's input from x_t
         self.alpha_bar_f64 = alpha_bar  # float64 numpy, for samplers' per-step scalars
         self._names = tuple(table)
         for name, values in table.items():
@@ -122,12 +133,22 @@ class NoiseSchedule:
         )
         return mean, _gather(self.posterior_variance, t, x_t.ndim)
 
+    def network_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network is fed at x_t: x_t itself, or EDM's c_in x_sigma (unit variance at every level)."""
+        if self.prediction != "edm":
+            return x_t
+        return _gather(self.edm_input_scale, t, x_t.ndim) * x_t
+
     def training_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """What the network learns to output: eps, x_0, or v = sqrt(ab) eps - sqrt(1-ab) x_0."""
+        """What the network learns to output: eps, x_0, v = sqrt(ab) eps - sqrt(1-ab) x_0, or EDM's
+        F = (x_0 - c_skip x_sigma) / c_out with x_sigma = x_0 + sigma eps (Karras et al. 2022, eq. 7-8)."""
         if self.prediction == "eps":
             return noise
         if self.prediction == "x0":
             return x0
+        if self.prediction == "edm":
+            x_sigma = x0 + _gather(self.sigma, t, x0.ndim) * noise
+            return (x0 - _gather(self.edm_c_skip, t, x0.ndim) * x_sigma) / _gather(self.edm_c_out, t, x0.ndim)
         return (
             _gather(self.sqrt_alpha_bar, t, x0.ndim) * noise
             - _gather(self.sqrt_one_minus_alpha_bar, t, x0.ndim) * x0
@@ -136,7 +157,8 @@ class NoiseSchedule:
     def split_prediction(
         self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_0, eps) implied by the network output at x_t; v as in Salimans and Ho 2022, eq. 13."""
+        """(x_0, eps) implied by the network output at x_t; v as in Salimans and Ho 2022, eq. 13; EDM's
+        D(x_sigma) = c_skip x_sigma + c_out F (Karras et al. 2022, eq. 7)."""
         a = _gather(self.sqrt_alpha_bar, t, x_t.ndim)
         s = _gather(self.sqrt_one_minus_alpha_bar, t, x_t.ndim)
         if self.prediction == "eps":
@@ -144,6 +166,9 @@ class NoiseSchedule:
             x0 = (x_t - s * eps) / a
         elif self.prediction == "x0":
             x0 = output
+            eps = (x_t - a * x0) / s
+        elif self.prediction == "edm":
+            x0 = _gather(self.edm_c_skip, t, x_t.ndim) * x_t / a + _gather(self.edm_c_out, t, x_t.ndim) * output
             eps = (x_t - a * x0) / s
         else:
             x0 = a * x_t - s * output

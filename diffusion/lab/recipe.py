@@ -44,5 +44,5 @@ def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor 
     schedule = NoiseSchedule.from_config(run.diffusion).to(device)
     with seeded(run.train.seed):
         model = build_denoiser(run.model)
-    loss = diffusion_loss(schedule, run.diffusion.loss_weighting, run.diffusion.min_snr_gamma)
+    loss = diffusion_loss(schedule, run.diffusion.loss_weighting, run.diffusion.min_snr_gamma, run.diffusion.noise_levels)
     return DenoiserRun(run, schedule, Trainer(model, loss, images, run.train, device))

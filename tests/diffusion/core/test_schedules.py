@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from diffusion.core.config import PREDICTIONS, ConfigError, DiffusionConfig
-from diffusion.core.schedules import SCHEDULES, NoiseSchedule
+from diffusion.core.losses import EDM_LOG_SIGMA_MEAN, EDM_LOG_SIGMA_STD, sample_levels
+from diffusion.core.schedules import EDM_SIGMA_DATA, SCHEDULES, NoiseSchedule
 
 
 @pytest.mark.parametrize("kind", list(SCHEDULES))
@@ -69,3 +70,27 @@ def test_bad_schedule_names_what_is_accepted() -> None:
         NoiseSchedule.from_config(DiffusionConfig(prediction="score"))
     with pytest.raises(ConfigError, match="timesteps must be at least 2"):
         NoiseSchedule.from_config(DiffusionConfig(timesteps=1))
+
+
+def test_edm_feeds_the_network_unit_variance_at_every_level() -> None:
+    """c_in x_sigma has variance 1 for data of standard deviation sigma_data (Karras et al. 2022, Table 1)."""
+    schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=1000, schedule="cosine", prediction="edm"))
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn((4000, 1, 2, 2), generator=generator) * EDM_SIGMA_DATA
+    for level in (0, 300, 700, 999):
+        t = torch.full((4000,), level)
+        fed = schedule.network_input(schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator)), t)
+        assert fed.var().item() == pytest.approx(1.0, rel=0.05), level
+    plain = NoiseSchedule.from_config(DiffusionConfig(timesteps=10, prediction="v"))
+    x_t = torch.ones(2, 1, 2, 2)
+    assert plain.network_input(x_t, torch.tensor([3, 7])) is x_t  # the other parameterisations feed x_t itself
+
+
+def test_lognormal_levels_follow_edms_sigma_distribution() -> None:
+    schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=1000, schedule="cosine"))
+    t = sample_levels(schedule, 20000, torch.Generator().manual_seed(0), torch.device("cpu"), "lognormal")
+    log_sigma = schedule.sigma[t].log()
+    assert log_sigma.median().item() == pytest.approx(EDM_LOG_SIGMA_MEAN, abs=0.05)
+    assert log_sigma.std().item() == pytest.approx(EDM_LOG_SIGMA_STD, abs=0.1)
+    uniform = sample_levels(schedule, 20000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert uniform.min().item() == 0 and uniform.max().item() == 999
