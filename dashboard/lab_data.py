@@ -8,11 +8,13 @@ import streamlit as st
 from diffusion.core.samplers import DenoisingPaths
 from diffusion.embeddings import EMBEDDINGS
 from diffusion.embeddings.loading import current_embeddings
+from diffusion.lab.checkpoint import ModelCard
 from diffusion.lab.leaderboard import RANK, Lineage, leaderboard
 from diffusion.lab.pictures import PATHS_FILE
 from diffusion.lab.registry import CARD_FILE, ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
 from diffusion.lab.tables import SCORES, TABLES, TableSchema, TableStore
+from diffusion.metrics.card_summary import score_line, training_line
 
 
 class LabUnavailable(RuntimeError):
@@ -103,6 +105,23 @@ def model_file(root: str, name: str, filename: str) -> bytes | None:
 def _read_model_file(root: str, name: str, filename: str, signature: tuple[int, int]) -> bytes:
     lab = LabStore(root)
     return lab.read_bytes(ModelRegistry(lab).model_path(name, filename))
+
+
+def card(root: str, name: str) -> ModelCard | None:
+    """A model's card (how it was trained, what it scored) with the metrics an object store keeps beside it, read
+    each time (a few small files: the metric parts change without the card); None if it cannot be read."""
+    try:
+        return ModelRegistry(store(root)).read_card(name)
+    except (LabStoreError, OSError, ValueError):
+        return None
+
+
+def about(root: str, name: str) -> str:
+    """What a picture of ``name`` shows, in two lines: how far it trained and how it scored (``card_summary``)."""
+    found = card(root, name)
+    if found is None:
+        return f"{name}: no readable card"
+    return f"{name}: {training_line(found)}.  \n{score_line(found)}."
 
 
 def denoising_paths(root: str, name: str) -> DenoisingPaths | None:

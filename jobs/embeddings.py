@@ -103,7 +103,7 @@ def sweep_embeddings(store: LabStore, preset: Preset, stage: str, retrain: bool 
            "cpus": settings.resources.get("cpu", 1)}
     experiment = Experiment(EXPERIMENT if swept == list(EMBEDDER_RUNS) else f"{EXPERIMENT}-{'-'.join(swept)}",
                             train_embedding_trial, {kind: embedding_space(preset, kind) for kind in swept}, job,
-                            settings, SELECTION_METRIC, planned_steps=planned_steps)
+                            settings, SELECTION_METRIC, planned_steps=planned_steps, run_of=embedding_trial_run)
     records = trial_records(store, run_experiment(store, experiment, resume), SELECTION_METRIC, EMBEDDING_TRIALS.kind,
                             HISTORY_COLUMNS, ("val_neg_elbo", "val_accuracy"))
     for kind in swept:

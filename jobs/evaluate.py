@@ -24,11 +24,20 @@ from diffusion.core.samplers import timestep_sequence
 from diffusion.embeddings.loading import current_embeddings
 from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
-from diffusion.lab.leaderboard import format_leaderboard, leaderboard, ranked_by, stale_note, with_budget
+from diffusion.lab.leaderboard import (
+    budget_rule,
+    format_leaderboard,
+    leaderboard,
+    manifold_reference,
+    ranked_by,
+    stale_note,
+    with_budget,
+)
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TRIAL_HISTORY, TableStore
 from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics
+from diffusion.metrics.manifold import NEAREST_K
 from jobs.embeddings import sweep_embeddings, task_options
 from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
 from jobs.presets import EvaluateSettings, Preset, load_preset
@@ -163,7 +172,9 @@ def record_best(store: LabStore, name: str, rows: list[ScoreRow]) -> None:
     the weights the rows were measured on."""
     ModelRegistry(store).update_metrics(name, card_metrics(rows), expected_sha256=rows[0].weights_sha256)
     best = best_row(rows)
-    print(f"[evaluate] {name}: FD(vae) {best.fd:.4g} = {best.ratio:.3g}x floor ({best.sampler}-{best.steps}, "
+    manifold = (f", precision {best.precision:.2f}, recall {best.recall:.2f}, coverage {best.coverage:.2f}"
+                if best.precision is not None else "")
+    print(f"[evaluate] {name}: FD(vae) {best.fd:.4g} = {best.ratio:.3g}x floor{manifold} ({best.sampler}-{best.steps}, "
           f"N = {best.n}, {best.seconds_per_image * 1000:.1f} ms/image)", flush=True)
 
 
@@ -183,6 +194,12 @@ def print_leaderboard(store: LabStore) -> pd.DataFrame:
     print(f"[leaderboard] FD in the VAE embedding ({ranked_by(lineage)}) at the largest N, best sampler setting per "
           f"model, ranked by FD / floor; '=' marks a tie (95% intervals overlap)", flush=True)
     print(format_leaderboard(board, budget), flush=True)
+    if not board.empty:
+        print(f"[leaderboard] {budget_rule(board)}", flush=True)
+    reference = manifold_reference(board)
+    if reference:
+        print(f"[leaderboard] precision, recall, density, coverage in the VAE embedding (k = {NEAREST_K}); {reference}",
+              flush=True)
     if budget is not None:
         print(f"[leaderboard] {budget.label}: each model's best trial in the sweep's reports at {budget.images:,} "
               f"training images, the largest budget every model reached (compares architectures at equal budgets)",

@@ -20,6 +20,7 @@ import pandas as pd
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from diffusion.core.config import to_dict
 from diffusion.lab.checkpoint import weights_from_bytes
 from diffusion.lab.kinds import MODEL_KINDS, kind_of
 from diffusion.lab.registry import ModelRegistry
@@ -64,6 +65,9 @@ class Experiment:
     max_concurrent: int | None = None
     planned_steps: Callable[[dict[str, Any]], int] | None = None
     """A trial config -> the steps it trains for, for the console's trial lines (a module-level function)."""
+    run_of: Callable[[dict[str, Any]], Any] | None = None
+    """A trial config -> its whole run config (``RunConfig``, ``VAERun``, ...): the trials table shows the value of a
+    key a trial left at its default, and each trial's planned steps."""
     keep_groups: int | None = None
     """With a number, the budget-matched rung at ``grace_images``: every trial waits there until all have reached it,
     then only this many groups (the lowest metric there) go on (``jobs.scheduling.MatchedRung``)."""
@@ -81,14 +85,37 @@ def in_own_folder(trainable: Callable[[dict[str, Any]], None]) -> Callable[[dict
     return trial
 
 
-def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False) -> tune.ResultGrid:
+@dataclass(frozen=True)
+class ExperimentResults:
+    """What a run of an experiment gives: Tune's results, who stopped which trial early, and each trial's plan."""
+
+    results: tune.ResultGrid
+    stops: dict[str, str]
+    """Trial id -> who stopped it early (``jobs.scheduling.STOPPED_BY_ASHA`` or ``STOPPED_AT_RUNG``); trials stopped
+    before a ``--resume`` are not in it (their status then reads 'stopped early')."""
+    run_of: Callable[[dict[str, Any]], Any] | None = None
+    """As ``Experiment.run_of``."""
+
+
+def trial_status(error: bool, steps_reached: int | None, planned: int | None, stopped_by: str | None) -> str:
+    """How a trial ended, in words: ``completed``, ``stopped by ASHA``, ``stopped by the budget-matched rung``,
+    ``stopped early`` (by whom is not known: a resumed sweep) or ``error``."""
+    if error:
+        return "error"
+    if planned is None or (steps_reached is not None and steps_reached >= planned):
+        return "completed"
+    return f"stopped by {stopped_by}" if stopped_by else "stopped early"
+
+
+def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False) -> ExperimentResults:
     """Run (or, with ``resume``, continue) ``experiment``: its trials in ``<lab>/tune/<name>``."""
     settings = experiment.settings
     trainable = tune.with_resources(in_own_folder(experiment.trainable), {k: v for k, v in settings.resources.items() if v})
     path = store.uri("tune", experiment.name)
     if resume and tune.Tuner.can_restore(path):
         say(f"[{experiment.name}] resuming {path}")  # with the callbacks and reporter it was started with
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
+        return ExperimentResults(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit(), {},
+                                 experiment.run_of)
     groups = list(experiment.spaces)
     num_samples = experiment.num_samples or settings.num_samples
     searcher = GroupedSearcher(settings.search, experiment.spaces, num_samples, experiment.metric, "min",
@@ -127,7 +154,7 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
     matched = (f"; all wait at {settings.grace_images:,} images, then the best {experiment.keep_groups} model(s) go on"
                if rung else "")
     say(f"[{experiment.name}] {searcher.trials} trial(s): {counts} ({settings.search} search{matched}) -> {path}")
-    return tuner.fit()
+    return ExperimentResults(tuner.fit(), scheduler.stops, experiment.run_of)
 
 
 @dataclass(frozen=True)
@@ -138,18 +165,20 @@ class TrialRecords:
     history: pd.DataFrame
 
 
-def trial_records(store: LabStore, results: tune.ResultGrid, metric: str, group_column: str,
+def trial_records(store: LabStore, run: ExperimentResults, metric: str, group_column: str,
                   history_columns: tuple[str, ...], final_columns: tuple[str, ...] = ()) -> TrialRecords:
-    """The trials of ``results``: per trial ``<group_column>``, ``trial_id``, status, config as ``<section>.<key>``,
+    """The trials of ``run``: per trial ``<group_column>``, ``trial_id``, status (``trial_status``) with the steps it
+    reached and the steps it planned, config as ``<section>.<key>``,
     ``final_loss``, ``final_<metric>``, ``best_<metric>`` with its ``best_step``, the last value of each of
     ``final_columns``, where and how long it ran, its last checkpoint (which carries the best weights); the
     history keeps ``history_columns`` of every report."""
-    rows, histories = [], []
-    for result in results:
+    rows, histories, resolved = [], [], []
+    for result in run.results:
         point = result.config[POINT_KEY]
         group = group_of(result.config)
         config = {f"{section}.{k}": v for section, values in point.items() if section != POINT_NAME
                   for k, v in (values or {}).items()}
+        whole = to_dict(run.run_of(result.config)) if run.run_of else None
         history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
         if not history.empty and "step" in history:
             # a report logged after the last checkpoint is made again on resume: keep the later one
@@ -158,7 +187,11 @@ def trial_records(store: LabStore, results: tune.ResultGrid, metric: str, group_
         best = scored.loc[scored[metric].idxmin()] if not scored.empty else None
         latest = result.checkpoint
         trial_id = result.metrics.get("trial_id", result.path.rsplit("/", 1)[-1])
-        rows.append({group_column: group, "trial_id": trial_id, "status": "ERROR" if result.error else "TERMINATED",
+        reached = result.metrics.get("step")
+        planned = whole["train"]["steps"] if whole else None
+        rows.append({group_column: group, "trial_id": trial_id,
+                     "status": trial_status(bool(result.error), reached, planned, run.stops.get(trial_id)),
+                     "steps_reached": None if reached is None else int(reached), "planned_steps": planned,
                      "error": str(result.error)[:500] if result.error else "", **config,
                      "final_loss": result.metrics.get("loss"), f"final_{metric}": result.metrics.get(metric),
                      f"best_{metric}": float(best[metric]) if best is not None else None,
@@ -169,10 +202,24 @@ def trial_records(store: LabStore, results: tune.ResultGrid, metric: str, group_
                      "device": result.metrics.get("device"),
                      "checkpoint": store.uri_of(latest.path) if latest else None,
                      "trial_path": store.uri_of(result.path)})
+        if whole:
+            resolved.append((rows[-1], whole))
         if not history.empty:
             keep = [c for c in history_columns if c in history]
             histories.append(history[keep].assign(**{group_column: group, "trial_id": trial_id}))
+    _fill_defaults(resolved)
     return TrialRecords(rows, pd.concat(histories, ignore_index=True) if histories else pd.DataFrame())
+
+
+def _fill_defaults(resolved: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Each row's config column (``<section>.<key>``) that some trial set and this one left at its default gets the
+    default's value from the row's whole run config, so a table never shows None for a value the trial used."""
+    columns = {c for row, _ in resolved for c in row if "." in c and c.split(".", 1)[0] in ("model", "diffusion", "train")}
+    for row, whole in resolved:
+        for column in columns - row.keys():
+            section, key = column.split(".", 1)
+            value = whole.get(section, {}).get(key)
+            row[column] = list(value) if isinstance(value, tuple) else value
 
 
 def best_trial(rows: list[dict[str, Any]], group: str, metric: str, group_column: str) -> dict[str, Any] | None:

@@ -26,6 +26,8 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from jobs.console import say
 
+STOPPED_BY_ASHA = "ASHA"
+STOPPED_AT_RUNG = "the budget-matched rung"
 GroupOf = Callable[[dict[str, Any]], str]
 """A trial's config -> the name of its group (the model)."""
 
@@ -106,6 +108,8 @@ class GroupedScheduler(FIFOScheduler):
         """Trials that ended before the rung (an error, or stopped)."""
         self.kept: set[str] | None = None
         """The trials that continue past the rung; None until every trial has reached it or ended."""
+        self.stops: dict[str, str] = {}
+        """Trial id -> who stopped it early (``STOPPED_BY_ASHA`` or ``STOPPED_AT_RUNG``), for the trials table."""
         self.restored: dict[str, float] = {}
         """Trial id -> the ``time_attr`` of its last report at or past the rung, for trials restored by ``--resume``."""
 
@@ -153,6 +157,8 @@ class GroupedScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         decision = self._scheduler(trial).on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP:
+            self.stops[trial.trial_id] = STOPPED_BY_ASHA
         if self.rung is None or decision == TrialScheduler.STOP:
             return decision
         if result.get(self.time_attr, 0) < self.rung.images or result.get(self.metric) is None:
@@ -166,7 +172,10 @@ class GroupedScheduler(FIFOScheduler):
             if not self._decide(tune_controller, running=trial):
                 _searcher_call(tune_controller, "on_pause", trial)
                 return TrialScheduler.PAUSE
-        return decision if trial.trial_id in self.kept else TrialScheduler.STOP  # type: ignore[operator]
+        if trial.trial_id in self.kept:  # type: ignore[operator]
+            return decision
+        self.stops[trial.trial_id] = STOPPED_AT_RUNG
+        return TrialScheduler.STOP
 
     def _last_report(self, trial: Trial, result: dict[str, Any]) -> bool:
         return self.planned_steps is not None and result.get("step", 0) >= self.planned_steps(trial.config)
@@ -194,6 +203,7 @@ class GroupedScheduler(FIFOScheduler):
         say(rung_line(self.at_rung, self.kept, f"{self.rung.images:,} {self.time_attr.replace('_', ' ')}", self.metric))  # type: ignore[union-attr]
         for trial in tune_controller.get_trials():
             if trial is not running and trial.trial_id not in self.kept and trial.status in (Trial.PAUSED, Trial.PENDING):
+                self.stops[trial.trial_id] = STOPPED_AT_RUNG
                 tune_controller.stop_trial(trial)
         return True
 

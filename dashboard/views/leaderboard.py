@@ -2,8 +2,10 @@
 
 Only scores measured in the embedding the lab holds now are ranked; models scored in an older one
 are named, with the command that re-scores them. Each ratio shows its 95% interval; models whose
-intervals overlap share a rank. Next to the best score, the budget-matched column gives FD / floor
-at a training budget every model reached (from the sweep's reports).
+intervals overlap share a rank. Beside FD: precision, recall, density and coverage, with their
+real-vs-real values at the same N. The budget line names the rule the models trained under; the
+budget-matched column gives FD / floor at a training budget every model reached (from the
+sweep's reports).
 """
 
 import pandas as pd
@@ -15,8 +17,12 @@ from diffusion.lab.leaderboard import (
     BUDGET_HIGH,
     BUDGET_LOW,
     BUDGET_RATIO,
+    MANIFOLD,
     RANK,
+    REAL_MANIFOLD,
+    budget_rule,
     leaderboard,
+    manifold_reference,
     ranked_by,
     rescore_command,
     split_lineage,
@@ -64,14 +70,21 @@ st.markdown(f"**Best: `{best[SCORES.model]}`**, FD {best[SCORES.fd]:.4g} = **{be
             f"floor{interval} ({best[SCORES.floor_mean]:.3g} ± {best[SCORES.floor_std]:.2g} at N = {int(best[SCORES.n])}), "
             f"{best[SCORES.sampler]} with {int(best[SCORES.steps])} steps."
             + (f" **Tied with {', '.join(f'`{m}`' for m in tied[1:])}**: their intervals overlap." if len(tied) > 1 else ""))
+st.markdown(f"**Budget:** {budget_rule(board)}.")
+reference = manifold_reference(board)
+if reference:
+    st.caption("Precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020), k = 5 nearest "
+               f"neighbours in the {embedding} embedding; {reference}. Low precision or coverage says the samples lie off "
+               "the digits' manifold, whatever FD says.")
 st.plotly_chart(charts.leaderboard_bars(board, embedding), width="stretch")
 shown = board.assign(train_minutes=board[SCORES.train_seconds] / 60, ms_per_image=board[SCORES.seconds_per_image] * 1000)
 budget_help = (f"FD / floor in the sweep's reports at {budget.images:,} training images, the largest budget every model "
                f"reached: an equal-budget comparison (the sweep scores fewer samples with a shorter sampler, so compare "
                f"this column within itself)") if budget else ""
 shown = shown.drop(columns=[SCORES.train_seconds, SCORES.seconds_per_image])
-first = [RANK, SCORES.model, SCORES.ratio, SCORES.ratio_low, SCORES.ratio_high, BUDGET_RATIO, BUDGET_LOW, BUDGET_HIGH]
-order = [c for c in first if c in shown.columns] + [c for c in shown.columns if c not in first]  # the comparison first
+first = [RANK, SCORES.model, SCORES.ratio, SCORES.ratio_low, SCORES.ratio_high, *MANIFOLD, BUDGET_RATIO, BUDGET_LOW,
+         BUDGET_HIGH]
+order = [c for c in first if c in shown.columns] + [c for c in shown.columns if c not in first + REAL_MANIFOLD]
 st.dataframe(shown, hide_index=True, width="stretch", column_order=order,
              column_config={SCORES.ratio: st.column_config.NumberColumn("FD / floor", format="%.2f"),
                             SCORES.ratio_low: st.column_config.NumberColumn("95% low", format="%.2f"),
@@ -81,4 +94,8 @@ st.dataframe(shown, hide_index=True, width="stretch", column_order=order,
                             BUDGET_LOW: st.column_config.NumberColumn("95% low (budget)", format="%.2f"),
                             BUDGET_HIGH: st.column_config.NumberColumn("95% high (budget)", format="%.2f"),
                             RANK: st.column_config.NumberColumn("rank", help="models whose intervals overlap share a rank"),
-                            SCORES.parameters: st.column_config.NumberColumn(format="%d")})
+                            SCORES.parameters: st.column_config.NumberColumn(format="%d"),
+                            SCORES.images_seen: st.column_config.NumberColumn("training images", format="%d"),
+                            **{figure: st.column_config.NumberColumn(figure, format="%.3f",
+                                                                     help="real vs real at this N: see above")
+                               for figure in MANIFOLD}})

@@ -11,6 +11,7 @@ st.title("Denoising paths")
 lab = settings().lab
 models = or_stop(lambda: lab_data.ranked_denoisers(lab))
 name = st.selectbox("Model", models, help="in leaderboard order")
+st.caption(lab_data.about(lab, name))
 paths = or_stop(lambda: lab_data.denoising_paths(lab, name))
 if paths is None:
     st.info(f"{name} has no stored denoising paths yet: python -m jobs.evaluate --lab {lab} --models {name}")

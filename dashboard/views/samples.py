@@ -1,4 +1,4 @@
-"""Samples: the 50-image grid of each model, several models side by side."""
+"""Samples: the 50-image grid of each model, several models side by side, each with how far it trained and its score."""
 
 import streamlit as st
 
@@ -20,5 +20,6 @@ for column, name in zip(st.columns(len(chosen)), chosen):
         if grid is None:
             st.info(f"{name} has no grid yet: python -m jobs.evaluate --lab {lab} --models {name}")
         else:
-            rank = f"rank {ranks[name]} on the leaderboard" if name in ranks else "not scored yet"
+            rank = f"rank {ranks[name]} on the leaderboard" if name in ranks else "not ranked"
             st.image(grid, caption=f"{name}: 50 samples ({rank})", width="stretch")
+            st.caption(lab_data.about(lab, name))

@@ -33,6 +33,24 @@ EMBEDDINGS = SweepView(EMBEDDING_TRIALS, EMBEDDING_HISTORY, EMBEDDING_TRIALS.kin
                        "the test digits every FD is measured against.")
 
 
+STEPS_REACHED, PLANNED_STEPS = TRIALS.steps_reached, TRIALS.planned_steps
+
+
+def ended_at(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's status with the step it reached of those it planned: ``stopped by ASHA at step 250 of 1,500``
+    (the status alone in tables written before the steps were recorded)."""
+    if STEPS_REACHED not in trials.columns:
+        return trials["status"]
+
+    def line(row: pd.Series) -> str:
+        reached, planned = row[STEPS_REACHED], row.get(PLANNED_STEPS)
+        if pd.isna(reached):
+            return str(row["status"])
+        return f"{row['status']} at step {int(reached):,}" + (f" of {int(planned):,}" if pd.notna(planned) else "")
+
+    return trials.apply(line, axis=1) if len(trials) else trials["status"]
+
+
 def show_sweep(view: SweepView, lab: str, key: str) -> None:
     """The trials table (★ the chosen one per group), hyperparameters against the score, and learning curves."""
     try:
@@ -50,9 +68,15 @@ def show_sweep(view: SweepView, lab: str, key: str) -> None:
     shown = trials[trials[view.group].isin(chosen_groups) & trials[view.trials.status].isin(chosen_status)]
     hyper = [c for c in trials.columns if c.startswith(view.trials.prefixes)]
     extra = [c for c in ("final_fd", "final_val_loss", "val_neg_elbo", "val_accuracy") if c in trials.columns]
-    summary = ["best", view.group, view.trials.trial_id, view.trials.status, *hyper, view.score, *extra,
-               view.trials.final_loss, view.trials.images_seen, view.trials.time_total_s]
-    st.dataframe(shown[[c for c in summary if c in shown.columns]], hide_index=True, width="stretch")
+    shown = shown.assign(ended=ended_at(shown))
+    summary = ["best", view.group, view.trials.trial_id, "ended", STEPS_REACHED, PLANNED_STEPS, *hyper, view.score,
+               *extra, view.trials.final_loss, view.trials.images_seen, view.trials.time_total_s]
+    st.dataframe(shown[[c for c in summary if c in shown.columns]], hide_index=True, width="stretch",
+                 column_config={"ended": st.column_config.TextColumn(
+                     "status", help="completed its planned steps, stopped early by ASHA (within its model) or by the "
+                                    "budget-matched rung, or failed; at the step it reached"),
+                     STEPS_REACHED: st.column_config.NumberColumn("steps reached", format="%d"),
+                     PLANNED_STEPS: st.column_config.NumberColumn("planned steps", format="%d")})
     st.caption(f"{len(shown)} of {len(trials)} trials; {view.chosen}")
 
     st.subheader("Hyperparameters and score")

@@ -35,9 +35,13 @@ Lineage = Mapping[str, EmbeddingId | None]
 
 RANK = "rank"
 """The leaderboard's own column (not in ``scores``): 1 for the model with the best ratio."""
+MANIFOLD = [SCORES.precision, SCORES.recall, SCORES.density, SCORES.coverage]
+"""Precision, recall, density and coverage (``diffusion.metrics.manifold``), shown beside FD."""
+REAL_MANIFOLD = [SCORES.real_precision, SCORES.real_recall, SCORES.real_density, SCORES.real_coverage]
+"""Their real-vs-real values at the same N: what a perfect model scores (the reference, as the floor is FD's)."""
 COLUMNS = [RANK, SCORES.model, SCORES.fd, SCORES.floor_mean, SCORES.floor_std, SCORES.ratio, SCORES.ratio_low,
-           SCORES.ratio_high, SCORES.sampler, SCORES.steps, SCORES.n, SCORES.parameters, SCORES.train_seconds,
-           SCORES.seconds_per_image]
+           SCORES.ratio_high, *MANIFOLD, SCORES.sampler, SCORES.steps, SCORES.n, SCORES.parameters,
+           SCORES.images_seen, SCORES.train_seconds, SCORES.seconds_per_image, *REAL_MANIFOLD]
 BUDGET_RATIO = "budget_ratio"
 """The leaderboard's column (not in ``scores``) of FD / floor at the budget every model reached (``budget_matched``)."""
 BUDGET_LOW, BUDGET_HIGH = "budget_ratio_low", "budget_ratio_high"
@@ -200,6 +204,31 @@ def with_budget(board: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFram
                            BUDGET_HIGH: models.map(budget.highs).astype(float)}), budget
 
 
+def budget_rule(board: pd.DataFrame) -> str:
+    """The rule the models on ``board`` were trained under, read from the training images their scored weights saw
+    (``images_seen``: a sweep exports a trial's best FD report, which may come before its last step): one budget of
+    equal images seen, or the budget each had."""
+    seen = board.set_index(SCORES.model)[SCORES.images_seen].dropna() if SCORES.images_seen in board.columns else None
+    if seen is None or seen.empty:
+        return "training budget: not recorded for these models"
+    minutes = board.set_index(SCORES.model)[SCORES.train_seconds].dropna() / 60
+    spent = f"; training minutes {minutes.min():.3g} to {minutes.max():.3g}" if len(minutes) else ""
+    if seen.nunique() == 1:
+        return f"one budget, equal images seen: {int(seen.iloc[0]):,} training images per model{spent}"
+    return ("budgets differ, in training images the scored weights saw: "
+            + ", ".join(f"{model} {int(images):,}" for model, images in seen.items()))
+
+
+def manifold_reference(board: pd.DataFrame) -> str | None:
+    """One line with the real-vs-real precision, recall, density and coverage at the board's N (the reference their
+    values compare with); None where the rows carry none."""
+    if not set(REAL_MANIFOLD) <= set(board.columns) or board[REAL_MANIFOLD].isna().all(axis=None):
+        return None
+    row = board.dropna(subset=REAL_MANIFOLD).iloc[0]
+    figures = ", ".join(f"{name} {row[column]:.3f}" for name, column in zip(MANIFOLD, REAL_MANIFOLD))
+    return f"real vs real at N = {int(row[SCORES.n]):,} (what a perfect model scores): {figures}"
+
+
 def _with_intervals(board: pd.DataFrame, ratio: str, low: str, high: str) -> list[str]:
     """Each ratio as text with its interval, ``2.1 [1.8, 2.5]``; the ratio alone where the interval is missing."""
     bounds = board.reindex(columns=[low, high])  # a missing bound column reads as NaN
@@ -217,6 +246,7 @@ def format_leaderboard(board: pd.DataFrame, budget: BudgetMatched | None = None)
                             SCORES.ratio: _with_intervals(board, SCORES.ratio, SCORES.ratio_low, SCORES.ratio_high),
                             "train_min": board[SCORES.train_seconds] / 60,
                             "ms_per_image": board[SCORES.seconds_per_image] * 1000})
+    shown = shown.drop(columns=[c for c in (*REAL_MANIFOLD, SCORES.floor_std) if c in shown.columns])
     if BUDGET_RATIO in board.columns:
         shown[BUDGET_RATIO] = _with_intervals(board, BUDGET_RATIO, BUDGET_LOW, BUDGET_HIGH)
     shown = shown.drop(columns=[c for c in (SCORES.train_seconds, SCORES.seconds_per_image, SCORES.ratio_low,

@@ -170,10 +170,14 @@ SCORES = TableSchema("scores", "python -m jobs.evaluate", key="model", columns=(
     Column("embedding_sha256", "string", optional=True), Column("embedding_trial", "string", optional=True),
     Column("fd_std", "float", optional=True), Column("ratio_low", "float", optional=True),
     Column("ratio_high", "float", optional=True),
+    *(Column(f"{prefix}{figure}", "float", optional=True)
+      for prefix in ("", "real_") for figure in ("precision", "recall", "density", "coverage")),
 ))
 """One row per (model, sampler setting, embedding): FD next to its floor at the same N, the ratio's 95% interval
-(``ratio_low``, ``ratio_high``; ``diffusion.metrics.uncertainty``), KID, speed, and the embedding's weights it was
-measured in (``embedding_sha256``, ``embedding_trial``). The optional columns are absent in tables written before them."""
+(``ratio_low``, ``ratio_high``; ``diffusion.metrics.uncertainty``), KID, precision, recall, density and coverage with
+their real-vs-real values at the same N (``real_precision``, ...; ``diffusion.metrics.manifold``), speed, and the
+embedding's weights it was measured in (``embedding_sha256``, ``embedding_trial``). The optional columns are absent in
+tables written before them."""
 
 TRIALS = TableSchema("trials", "python -m jobs.sweep", key="model", prefixes=("model.", "diffusion.", "train."), columns=(
     Column("model", "string"), Column("trial_id", "string"), Column("status", "string"), Column("error", "string"),
@@ -183,8 +187,12 @@ TRIALS = TableSchema("trials", "python -m jobs.sweep", key="model", prefixes=("m
     Column("node_id", "string", nullable=True), Column("device", "string", nullable=True),
     Column("checkpoint", "string", nullable=True), Column("trial_path", "string"),
     Column("is_best", "bool", optional=True), Column("fd_embedding", "string", nullable=True, optional=True),
+    Column("steps_reached", "integer", nullable=True, optional=True),
+    Column("planned_steps", "integer", nullable=True, optional=True),
 ))
-"""One row per sweep trial: its config (``model.*``, ``diffusion.*``, ``train.*``), status, final and best FD."""
+"""One row per sweep trial: its config (``model.*``, ``diffusion.*``, ``train.*``), status (``completed``, ``stopped by
+ASHA``, ``stopped by the budget-matched rung``, ``stopped early``, ``error``) with the steps it reached of those it
+planned, final and best FD."""
 
 TRIAL_HISTORY = TableSchema("trial_history", "python -m jobs.sweep", key="model", columns=(
     Column("model", "string"), Column("trial_id", "string"),
@@ -208,6 +216,8 @@ EMBEDDING_TRIALS = TableSchema("embedding_trials", "python -m jobs.sweep (its em
     Column("node_id", "string", nullable=True), Column("device", "string", nullable=True),
     Column("checkpoint", "string", nullable=True), Column("trial_path", "string"),
     Column("is_best", "bool", optional=True),
+    Column("steps_reached", "integer", nullable=True, optional=True),
+    Column("planned_steps", "integer", nullable=True, optional=True),
 ))
 """One row per embedding trial (VAE, classifier): its config, status, final and best validation loss (the selection figure)."""
 

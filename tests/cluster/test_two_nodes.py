@@ -172,7 +172,7 @@ def check_both_nodes_then_lose_one(cluster: Head, worker: subprocess.Popen, toke
     history = TableStore(lost).read(TRIAL_HISTORY)
     first_reports = history.sort_values("step").groupby("trial_id").node_id.first()
     assert set(first_reports) == {head, second}, history  # one trial started on each node
-    assert list(trials.status) == ["TERMINATED"] * 2
+    assert list(trials.status) == ["completed"] * 2
     assert (history.groupby("trial_id").step.max() == steps).all()
     victim = history[history.trial_id.isin(history[history.node_id == second].trial_id)].sort_values("step")
     assert victim.trial_id.nunique() == 1, "exactly one trial ran on the killed node"
@@ -182,7 +182,7 @@ def check_both_nodes_then_lose_one(cluster: Head, worker: subprocess.Popen, toke
     restored_from = int(after.step.min()) - EVERY
     assert restored_from >= EVERY, "the lost trial started again from scratch"
     redone = int(before.step.max()) - restored_from
-    figures = {"trials_finished": int((trials.status == "TERMINATED").sum()), "trials": len(trials),
+    figures = {"trials_finished": int((trials.status == "completed").sum()), "trials": len(trials),
                "reports_lost": 0, "steps_per_trial": steps, "killed_at_step": int(before.step.max()),
                "resumed_from_step": restored_from, "reported_steps_redone": redone,
                "resumed_report_after_kill_s": round(float(after.timestamp.min()) - killed_at, 1),

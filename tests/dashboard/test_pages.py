@@ -47,6 +47,11 @@ def test_leaderboard_ranks_five_models_against_the_floor(smoke_lab: str, monkeyp
     assert len(figure["data"][0]["error_y"]["array"]) == 5  # the intervals as error bars
     assert any(shape.get("line", {}).get("dash") == "dash" for shape in figure["layout"]["shapes"])  # the floor
     assert "real-vs-real floor" in app.markdown[0].value
+    assert app.markdown[1].value.startswith("**Budget:** ")  # the rule, read from the images each model's weights saw
+    assert "1,280" in app.markdown[1].value  # the smoke preset's 20 steps of 64 (a weight from an earlier report: fewer)
+    for figure in ("precision", "recall", "coverage"):  # beside FD, with the real-vs-real reference in the caption
+        assert board[figure].between(0, 1).all(), board[figure]
+    assert (board.density >= 0).all() and any("real vs real at N = 64" in c.value for c in app.main.caption)
     assert "vae@" in app.main.caption[0].value and not app.main.warning  # the VAE it ranks by; nothing stale
 
     app.radio[0].set_value("pixels").run()
@@ -60,14 +65,18 @@ def test_samples_show_grids_side_by_side(smoke_lab: str, monkeypatch: pytest.Mon
     assert len(app.get("image")) == 2
     app.multiselect[0].set_value(["mlp", "cnn", "unet"]).run()
     assert len(app.get("image")) == 3 and [s.value for s in app.subheader] == ["mlp", "cnn", "unet"]
+    about = [c.value for c in app.main.caption]  # what each grid is: how far it trained, and its score
+    assert len(about) == 3 and all("trained 20 steps of 64 (1,280 images)" in a and "FD / floor" in a for a in about)
+    assert all("precision" in a and "CPU-minutes" in a for a in about), about
 
 
 def test_paths_slider_moves_along_the_chain(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = open_page("paths", smoke_lab, monkeypatch)
     assert len(app.get("image")) == 2  # x_t, predicted x_0 and the finished sample per chain; the animation
-    first = app.caption[0].value
+    assert "trained 20 steps of 64" in app.caption[0].value  # what the model is, above its chains
+    first = app.caption[1].value
     app.slider[0].set_value(app.slider[0].max).run()
-    assert not app.exception and app.caption[0].value != first and "t = 0" in app.caption[0].value
+    assert not app.exception and app.caption[1].value != first and "t = 0" in app.caption[1].value
 
 
 def test_sweeps_list_every_trial_and_draw_their_curves(smoke_lab: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,6 +85,7 @@ def test_sweeps_list_every_trial_and_draw_their_curves(smoke_lab: str, monkeypat
     app = open_page("sweeps", smoke_lab, monkeypatch)
     table, embedding_table = app.dataframe[0].value, app.dataframe[1].value
     assert len(table) == len(trials) == 5 and (table.best == "★").sum() == 5
+    assert (table.ended == "completed at step 20 of 20").all() and (table.steps_reached == 20).all()  # steps reached
     # the embeddings' sweep beside it: the smoke preset's VAE grid (2 trials) and one classifier, each kind's choice starred
     assert len(embedding_table) == len(embedding_trials) == 3 and (embedding_table.best == "★").sum() == 2
     chosen = embedding_table[embedding_table.best == "★"]

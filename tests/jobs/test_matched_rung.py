@@ -21,7 +21,7 @@ from ray.tune.schedulers import ASHAScheduler
 from diffusion.lab.store import LabStore
 from jobs.experiment import Experiment, run_experiment
 from jobs.presets import POINT_NAME, SweepSettings
-from jobs.scheduling import GroupedScheduler, MatchedRung, matched_rung_survivors
+from jobs.scheduling import STOPPED_AT_RUNG, STOPPED_BY_ASHA, GroupedScheduler, MatchedRung, matched_rung_survivors
 from jobs.trial_state import POINT_KEY, group_of
 
 STEPS, IMAGES_PER_STEP, RUNG_STEP = 6, 10, 2
@@ -137,7 +137,8 @@ def test_every_trial_waits_at_the_rung_then_only_the_leading_models_best_trial_g
                              reduction_factor=2, max_failures=0, keep_models=1)
     experiment = Experiment("rung", known_curve, spaces, {}, settings, "fd",
                             planned_steps=planned_steps, keep_groups=settings.keep_models)
-    results = run_experiment(LabStore(tmp_path / "lab"), experiment)
+    run = run_experiment(LabStore(tmp_path / "lab"), experiment)
+    results = run.results
 
     reports = {result.config[POINT_KEY]["train"]["quality"]: result.metrics_dataframe for result in results}
     assert len(reports) == 4 and not any(result.error for result in results)
@@ -150,3 +151,7 @@ def test_every_trial_waits_at_the_rung_then_only_the_leading_models_best_trial_g
         assert reports[quality].step.max() == RUNG_STEP, reports[quality]  # the others stopped there
     last_at_rung = max(frame.wall[frame.step == RUNG_STEP].max() for frame in reports.values())
     assert survivor.wall[survivor.step > RUNG_STEP].min() > last_at_rung  # nobody went past before all got there
+    stopped = {result.config[POINT_KEY]["train"]["quality"]: run.stops.get(result.metrics["trial_id"]) for result in results}
+    # who stopped each (the trials table's status): the rung, or ASHA within the model where it acted first
+    assert stopped[1.0] is None and {stopped[q] for q in (2.0, 3.0, 4.0)} <= {STOPPED_AT_RUNG, STOPPED_BY_ASHA}, stopped
+    assert stopped[3.0] == STOPPED_AT_RUNG or stopped[4.0] == STOPPED_AT_RUNG, stopped  # the cnn lost at the rung

@@ -12,10 +12,12 @@ from diffusion.lab.leaderboard import (
     BUDGET_LOW,
     BUDGET_RATIO,
     budget_matched,
+    budget_rule,
     format_leaderboard,
     is_current,
     leaderboard,
     lineage_of,
+    manifold_reference,
     ranked_by,
     split_lineage,
     stale_models,
@@ -172,3 +174,22 @@ def test_the_budget_matched_column_carries_the_interval_of_the_report_it_takes()
     assert board[BUDGET_LOW].tolist() == [4.0, 3.2] and board[BUDGET_HIGH].tolist() == [6.25, 5.0]
     text = format_leaderboard(board, budget)
     assert "5 [4, 6.25]" in text and "4 [3.2, 5]" in text and BUDGET_LOW not in text
+
+
+def test_the_budget_rule_is_read_from_what_the_models_trained() -> None:
+    equal = leaderboard(SCORES_TABLE.assign(images_seen=96_000), LINEAGE)
+    assert budget_rule(equal) == "one budget, equal images seen: 96,000 training images per model; training minutes 1 to 1"
+    unequal = leaderboard(SCORES_TABLE.assign(images_seen=SCORES_TABLE.model.map({"a": 12_800, "b": 204_800})), LINEAGE)
+    assert budget_rule(unequal) == "budgets differ, in training images the scored weights saw: b 204,800, a 12,800"
+    assert budget_rule(leaderboard(SCORES_TABLE, LINEAGE)) == "training budget: not recorded for these models"
+
+
+def test_precision_recall_density_coverage_stand_beside_fd_with_their_real_reference() -> None:
+    figures = {"precision": 0.6, "recall": 0.5, "density": 0.7, "coverage": 0.55, "real_precision": 0.81,
+               "real_recall": 0.8, "real_density": 1.01, "real_coverage": 0.93}
+    board = leaderboard(SCORES_TABLE.assign(**figures), LINEAGE)
+    assert board.precision.tolist() == [0.6, 0.6] and "coverage" in format_leaderboard(board)
+    assert "real_precision" not in format_leaderboard(board)  # the reference is its own line
+    assert manifold_reference(board) == ("real vs real at N = 1,000 (what a perfect model scores): precision 0.810, "
+                                         "recall 0.800, density 1.010, coverage 0.930")
+    assert manifold_reference(leaderboard(SCORES_TABLE, LINEAGE)) is None  # tables written before the figures
