@@ -195,7 +195,7 @@ def load_preset(name_or_path: str) -> Preset:
     except yaml.YAMLError as error:
         raise ConfigError(f"preset {path}: not valid YAML ({error})") from error
     where = f"preset {path.name}"
-    _only(raw, {"dataset", "embeddings", "sweep", "models", "evaluate"}, where)
+    _only(raw, {"dataset", "embeddings", "sweep", "recipe", "models", "evaluate"}, where)
     try:
         dataset = DataConfig(dataset=raw.get("dataset", "mnist-embedded")).dataset
     except ConfigError as error:
@@ -205,6 +205,7 @@ def load_preset(name_or_path: str) -> Preset:
     evaluate = from_dict(EvaluateSettings, raw.get("evaluate", {}) or {}, f"{where}: evaluate")
     models = raw.get("models", {}) or {}
     _only(models, set(DENOISERS), f"{where}: models")
+    models = with_recipe(raw.get("recipe", {}) or {}, models, where)
     for model, sections in models.items():
         _only(sections or {}, set(SECTIONS), f"{where}: models.{model}")
         for point in _check_points(sections or {}):  # every choice, and each range's low end, must build a run
@@ -214,6 +215,18 @@ def load_preset(name_or_path: str) -> Preset:
                 raise error.within(where) from error
     return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()}, evaluate,
                   embedding_sweep)
+
+
+def with_recipe(recipe: Any, models: dict[str, Any], where: str) -> dict[str, Any]:
+    """Every model's sections with the preset's shared ``recipe`` (``diffusion`` and ``train`` keys) beneath them:
+    one recipe for all, so that only the network differs; a key a model sets itself wins."""
+    _only(recipe, set(SECTIONS) - {"model"}, f"{where}: recipe")
+    merged = {}
+    for model, sections in models.items():
+        sections = sections or {}
+        _only(sections, set(SECTIONS), f"{where}: models.{model}")
+        merged[model] = {**sections, **{s: {**(values or {}), **(sections.get(s) or {})} for s, values in recipe.items()}}
+    return merged
 
 
 def _embeddings_section(raw: Any, dataset: str, where: str) -> tuple[dict[str, dict[str, dict[str, Any]]], TuneSettings]:

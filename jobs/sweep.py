@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from ray import tune
 
 from diffusion.core.config import ConfigError, DataConfig
 from diffusion.core.models import DENOISERS
@@ -32,6 +31,7 @@ from jobs.console import job_log, say
 from jobs.embeddings import sweep_embeddings
 from jobs.experiment import (
     Experiment,
+    ExperimentResults,
     best_report,
     best_trial,
     export_weights,
@@ -109,7 +109,7 @@ def planned_steps(config: dict[str, Any]) -> int:
     return trial_run_config(config).train.steps
 
 
-def sweep_models(request: SweepRequest) -> tune.ResultGrid:
+def sweep_models(request: SweepRequest) -> ExperimentResults:
     """Run (or resume) the one Tune experiment of every requested model: per-model spaces and ASHA brackets."""
     store, preset, settings = request.store, request.preset, request.preset.sweep
     job = {"lab": store.root, "dataset": preset.dataset, "eval_every_images": settings.eval_every_images,
@@ -117,7 +117,8 @@ def sweep_models(request: SweepRequest) -> tune.ResultGrid:
            "fd_sampler_steps": settings.fd_sampler_steps}
     experiment = Experiment(experiment_name(request.models), train_denoiser_trial,
                             {model: param_space(preset, model) for model in request.models}, job, settings, "fd",
-                            request.num_samples, request.max_concurrent, planned_steps, settings.keep_models)
+                            request.num_samples, request.max_concurrent, planned_steps, trial_run_config,
+                            settings.keep_models)
     return run_experiment(store, experiment, request.resume)
 
 
@@ -133,7 +134,9 @@ def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str
                "fd_samples_sweep": info.get("fd_samples"), "fd_sampler_sweep": info.get("fd_sampler"),
                "fd_embedding_sweep": info.get("fd_embedding", ""), "fd_embedding_trial_sweep": info.get("fd_embedding_trial", ""),
                "trial_id": best["trial_id"], "steps": info["step"], "images_seen": info["images_seen"],
-               "trained_steps": int(best["images_seen"] or 0) // run.train.batch_size, "train_seconds": best["time_total_s"]}
+               "trained_steps": int(best["images_seen"] or 0) // run.train.batch_size, "train_seconds": best["time_total_s"],
+               "planned_steps": run.train.steps, "train_cpus": preset.sweep.resources.get("cpu", 1),
+               "trial_status": best["status"]}
     export_weights(store, model, run, weights, best["checkpoint"], metrics)
     print(f"[sweep] {model}: exported trial {best['trial_id']} at step {info['step']} (FD {info['fd']:.4g}) "
           f"-> {store.uri(ModelRegistry(store).model_path(model))}", flush=True)

@@ -22,6 +22,7 @@ from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
 from diffusion.metrics.frechet import frechet_distance
+from jobs.presets import load_preset, run_config
 from jobs.sweep import main
 from jobs.trainable import FAIL_ONCE_ENV, SPOIL_AFTER_ENV
 from tests.mnist_files import write_torchvision_mnist
@@ -57,6 +58,9 @@ def test_bad_flags_fail_before_any_trial(args: list[str], message: str, tmp_path
         ("embeddings:\n  vae: {train: {lr: {uniform: [1, 1]}}}\n", "embeddings.vae.train.lr: uniform [1, 1] cannot be sampled"),
         ("embeddings:\n  num_trials: 2\n", "embeddings: unknown key(s) ['num_trials']"),
         ("sweep:\n  search: bayes\n", "unknown search algorithm 'bayes'; accepted: random, "),
+        ("recipe:\n  model: {width: 8}\n", "recipe: unknown key(s) ['model']; accepted: ['diffusion', 'train']"),
+        ("recipe:\n  train: {learning_rate: 0.1}\nmodels:\n  mlp: {}\n", "unknown key(s) ['learning_rate']"),
+        ("recipe:\n  diffusion: {prediction: score}\nmodels:\n  mlp: {}\n", "prediction"),
         ("embeddings:\n  search: zoopt\n", "'zoopt' needs the 'zoopt' package, which is not installed; run: pip install zoopt"),
     ],
 )
@@ -65,6 +69,22 @@ def test_bad_presets_name_the_bad_value(body: str, message: str, tmp_path: Path,
     preset.write_text(body)
     assert main(["--preset", str(preset), "--lab", str(tmp_path / "lab"), "--models", "mlp"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_recipe_section_gives_every_model_one_recipe_and_a_models_own_key_wins(tmp_path: Path) -> None:
+    preset = tmp_path / "shared.yaml"
+    preset.write_text("recipe:\n  diffusion: {prediction: v, schedule: cosine}\n  train: {steps: 30, lr: 2.0e-3}\n"
+                      "models:\n  mlp: {}\n  unet:\n    model: {width: 8}\n    train: {lr: 1.0e-3}\n")
+    loaded = load_preset(str(preset))
+    runs = {model: run_config(model, sections, loaded.dataset) for model, sections in loaded.models.items()}
+    assert {run.diffusion.prediction for run in runs.values()} == {"v"} and runs["unet"].model.width == 8
+    assert (runs["mlp"].train.lr, runs["unet"].train.lr, runs["unet"].train.steps) == (2e-3, 1e-3, 30)
+
+
+def test_the_quick_preset_trains_every_model_one_budget_with_one_recipe() -> None:
+    quick = load_preset("quick")
+    runs = [run_config(model, sections, quick.dataset) for model, sections in quick.models.items()]
+    assert len(runs) == 5 and len({(run.diffusion, run.train) for run in runs}) == 1  # only the network differs
 
 
 def test_an_unreachable_lab_fails_before_any_trial(tmp_path: Path, capsys) -> None:
@@ -126,7 +146,10 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
     assert len([p for p in (lab / "tune" / "sweep-mlp-unet").iterdir() if p.is_dir()]) == 4  # one experiment, 4 trials
     trials = tables.read(TRIALS)
     assert sorted(trials.model) == ["mlp", "mlp", "unet", "unet"]
-    assert (trials.status == "TERMINATED").all() and (trials.images_seen == 20 * 64).all()
+    assert (trials.status == "completed").all() and (trials.images_seen == 20 * 64).all()
+    assert (trials.steps_reached == 20).all() and (trials.planned_steps == 20).all()
+    by_model = trials.set_index("model")  # a key left at its default shows the default, not None
+    assert (by_model.loc["mlp", "diffusion.schedule"] == "linear").all() and (by_model.loc["unet", "train.lr"] == 1e-3).all()
     assert (trials.device == "cpu").all()  # a logical GPU on a machine without CUDA: the work runs on the CPU
     assert trials.groupby("model").is_best.sum().tolist() == [1, 1]
 
