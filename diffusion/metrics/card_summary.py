@@ -1,8 +1,8 @@
 """What a picture of a model is, in one line each: how far the model trained, and how it scored.
 
-The dashboard's Samples and Denoising paths pages, the console and the card's own ``summary``
-say the same thing through here, from what the card records (``jobs.sweep`` exports the
-training figures, ``jobs.evaluate`` adds the scores, ``diffusion.metrics.evaluation.card_metrics``).
+The dashboard's Samples and Denoising paths pages caption every picture through here, from what
+the card records (``jobs.sweep`` exports the training figures, ``jobs.evaluate`` adds the scores,
+``diffusion.metrics.evaluation.card_metrics``).
 """
 
 from __future__ import annotations
