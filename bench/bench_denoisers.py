@@ -24,7 +24,7 @@ from diffusion.core.config import DiffusionConfig, TrainConfig
 from diffusion.core.device import pick_device
 from diffusion.core.losses import diffusion_loss
 from diffusion.core.models import DENOISERS, build_denoiser, denoiser_config, parameter_count
-from diffusion.core.samplers import sample
+from diffusion.core.samplers import SamplerSetting, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.core.training import Trainer, accelerated_network
 from diffusion.lab.datasets import load_embedded_mnist
@@ -50,9 +50,9 @@ def sample_rate(build: Callable[[], nn.Module], precision: str, batch: int, devi
     """Network evaluations of one image per second through 10 DDIM steps."""
     model = build().to(device)
     schedule = NoiseSchedule.from_config(DiffusionConfig()).to(device)
-    sample(model, schedule, batch, steps=2, precision=precision, batch_size=batch)  # warm-up
+    sample(model, schedule, batch, SamplerSetting("ddim", 2), precision=precision, batch_size=batch)  # warm-up
     start = time.perf_counter()
-    sample(model, schedule, batch, steps=10, precision=precision, batch_size=batch)
+    sample(model, schedule, batch, SamplerSetting("ddim", 10), precision=precision, batch_size=batch)
     return 10 * batch / (time.perf_counter() - start)
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from diffusion.core.config import SamplerSetting
 from diffusion.core.device import pick_device
-from diffusion.core.samplers import sample
+from diffusion.core.samplers import SamplerSetting, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
 from diffusion.lab.datasets import load_real_sets
@@ -38,11 +37,11 @@ def main() -> None:
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     real = load_real_sets(stored.run.data.dataset, store)
     scorer = Scorer(load_embedder("vae", store, device), real.test, real.pool)
-    eta = SamplerSetting(args.sampler, args.steps, args.eta).eta  # None: the sampler's own
-    print(f"# {args.model}, {args.sampler}-{args.steps} (eta {eta:g}), N = {scorer.size(args.n)}, VAE embedding")
+    setting = SamplerSetting(args.sampler, args.steps, args.eta).resolve(schedule.timesteps)  # eta None: the sampler's own
+    print(f"# {args.model}, {setting.label} (eta {setting.eta:g}), N = {scorer.size(args.n)}, VAE embedding")
     print("| seed | FD / floor, float samples | FD / floor, 8-bit samples | change |\n|---|---|---|---|")
     for seed in range(args.seeds):
-        images = sample(stored.model, schedule, args.n, args.sampler, args.steps, eta, seed=seed)
+        images = sample(stored.model, schedule, args.n, setting, seed=seed)
         raw, quantized = scorer.score(images, kid=False, quantize=False), scorer.score(images, kid=False)
         print(f"| {seed} | {raw.ratio:.3f} [{raw.ratio_low:.2f}, {raw.ratio_high:.2f}] | {quantized.ratio:.3f} "
               f"[{quantized.ratio_low:.2f}, {quantized.ratio_high:.2f}] | {quantized.ratio / raw.ratio - 1:+.2%} |", flush=True)

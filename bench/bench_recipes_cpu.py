@@ -26,10 +26,11 @@ from torch import nn
 from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig
 from diffusion.core.ema import EMA
 from diffusion.core.models import denoiser_config
-from diffusion.core.samplers import sample
+from diffusion.core.samplers import SamplerSetting
 from diffusion.lab.datasets import load_embedded_mnist
 from diffusion.lab.recipe import build_denoiser_run
 from diffusion.lab.store import LabStore
+from diffusion.metrics.model_scores import plan_sampling, sample_and_score
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Recipe:
     train: dict[str, Any] = field(default_factory=dict)
 
 
+SDE_20 = SamplerSetting("dpmpp2m_sde", 20)
+"""The main job's evaluation setting (eta 1, the sampler's own)."""
 V_MIN_SNR = {"schedule": "cosine", "prediction": "v", "loss_weighting": "min_snr"}  # the quick preset's
 QUICK_TRAIN = {"batch_size": 64, "lr": 2e-3, "warmup_steps": 50, "ema_decay": 0.995}  # the quick preset's
 RECIPES: dict[str, Recipe] = {
@@ -62,6 +65,9 @@ RECIPES: dict[str, Recipe] = {
     "edm, log-normal levels": Recipe(diffusion={"schedule": "cosine", "prediction": "edm", "noise_levels": "lognormal"}),
     "resunet": Recipe(arch="resunet", model={"width": 24, "depth": 1}),  # the quick preset's sizes
     "attnunet": Recipe(arch="attnunet", model={"width": 24, "depth": 1}),
+    "cnn, width 32": Recipe(arch="cnn", model={"width": 32}),
+    "cnn, width 24": Recipe(arch="cnn", model={"width": 24}),
+    "cnn, width 16": Recipe(arch="cnn", model={"width": 16}),
     "resunet, width 16": Recipe(arch="resunet", model={"width": 16, "depth": 1}),
     "attnunet, width 16": Recipe(arch="attnunet", model={"width": 16, "depth": 1}),
 }
@@ -77,8 +83,8 @@ def run_of(recipe: Recipe, images: int) -> RunConfig:
 
 def score_row(name: str, model: nn.Module, job: Any, scorer: Scorer) -> dict[str, Any]:
     """FD / floor, its interval, precision and coverage of ``model``'s SDE-20 samples."""
-    images = sample(model, job.schedule, scorer.n, "dpmpp2m_sde", 20, 1.0, seed=1)
-    score = scorer.lab.score(images, kid=False)
+    planned = plan_sampling(SDE_20, job.schedule.timesteps, scorer.n, scorer.n)
+    [score], _seconds = sample_and_score(model, job.schedule, planned, [scorer.lab], seed=1, kid=False)
     return {"recipe": name, "ratio": score.ratio, "ratio_low": score.ratio_low, "ratio_high": score.ratio_high,
             "precision": score.precision, "coverage": score.coverage}
 

@@ -4,7 +4,7 @@
         [--settings ddpm-T ddim-20 ddim-50@1 dpmpp2m-20 diffusers-ddim-20 ...]
 
 A setting is ``[diffusers-]SAMPLER-STEPS[@ETA]``: STEPS is a number or T (all levels), ETA the
-DDIM noise; ``diffusers-ddim`` is diffusers' DDIMScheduler driving the same network. The lab
+noise (default: the sampler's own); ``diffusers-ddim`` is diffusers' DDIMScheduler driving the same network. The lab
 needs the model and the VAE (``make run``, or the lab.tar that bench/quality_study.py writes).
 """
 
@@ -18,7 +18,7 @@ from sampling import Scorer, Setting, sampler_rows  # bench/sampling.py, beside 
 
 from diffusion.core.config import ConfigError
 from diffusion.core.device import pick_device
-from diffusion.core.samplers import SAMPLERS
+from diffusion.core.samplers import SAMPLERS, SamplerSetting
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
@@ -34,7 +34,8 @@ def parse_setting(text: str) -> Setting:
         raise ConfigError(f"setting {text!r} is not accepted: use [diffusers-]SAMPLER-STEPS[@ETA] with SAMPLER one of "
                           f"{', '.join(SAMPLERS)} (diffusers: ddim only), STEPS a number or T, e.g. ddim-50@0.5")
     steps = None if match.group(3) == "T" else int(match.group(3))
-    return Setting(match.group(2), steps, float(match.group(4) or 0.0), "diffusers" if match.group(1) else "ours")
+    eta = float(match.group(4)) if match.group(4) else None  # None: the sampler's own
+    return Setting(SamplerSetting(match.group(2), steps, eta), "diffusers" if match.group(1) else "ours")
 
 
 def add_model_flags(parser: argparse.ArgumentParser, n: int) -> None:

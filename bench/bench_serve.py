@@ -35,7 +35,7 @@ from pathlib import Path
 import psutil
 import torch
 
-from diffusion.core.samplers import sample
+from diffusion.core.samplers import SamplerSetting, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
@@ -119,7 +119,7 @@ def in_process_rate(store: LabStore, model: str, bodies: list[dict], device: tor
     stored = ModelRegistry(store).load_denoiser(model)
     network = stored.model.to(device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
-    sample(network, schedule, 8, steps=2)  # warm-up
+    sample(network, schedule, 8, SamplerSetting("ddim", 2))  # warm-up
     per_steps: dict[int, int] = {}
     for body in bodies:
         per_steps[body["steps"]] = per_steps.get(body["steps"], 0) + body["num_images"]
@@ -127,7 +127,7 @@ def in_process_rate(store: LabStore, model: str, bodies: list[dict], device: tor
         torch.cuda.synchronize()
     start = time.perf_counter()
     for steps, images in per_steps.items():
-        sample(network, schedule, images, steps=steps, batch_size=REFERENCE_BATCH)
+        sample(network, schedule, images, SamplerSetting("ddim", steps), batch_size=REFERENCE_BATCH)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return sum(per_steps.values()) / (time.perf_counter() - start)

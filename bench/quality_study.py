@@ -32,17 +32,18 @@ from typing import Any
 
 import matplotlib
 import torch
-from sampling import Scorer, Setting, sampler_rows  # bench/sampling.py, beside this script
+from sampling import Scorer, Setting, figures, ours, sampler_rows  # bench/sampling.py, beside this script
 
 from diffusion.core.config import DiffusionConfig, RunConfig, TrainConfig, VAERun
 from diffusion.core.device import pick_device
 from diffusion.core.models import denoiser_config
-from diffusion.core.samplers import sample
+from diffusion.core.samplers import SamplerSetting
 from diffusion.embeddings.training import train_embedder
 from diffusion.lab.datasets import load_real_sets
 from diffusion.lab.recipe import build_denoiser_run
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
+from diffusion.metrics.model_scores import plan_sampling, sample_and_score
 
 RECIPES: dict[str, dict[str, Any]] = {
     "eps, linear": {"schedule": "linear", "prediction": "eps"},
@@ -51,8 +52,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "v, cosine": {"schedule": "cosine", "prediction": "v"},
     "v, cosine, min-SNR": {"schedule": "cosine", "prediction": "v", "loss_weighting": "min_snr"},
 }
-SAMPLER_GRID = [Setting("ddpm"), *[Setting("ddim", s) for s in (10, 20, 50, 100)], *[Setting("dpmpp2m", s) for s in (10, 20, 50)],
-                *[Setting("ddim", s, implementation="diffusers") for s in (10, 20, 50, 100)]]
+SAMPLER_GRID = [ours("ddpm"), *[ours("ddim", s) for s in (10, 20, 50, 100)], *[ours("dpmpp2m", s) for s in (10, 20, 50)],
+                *[Setting(SamplerSetting("ddim", s), implementation="diffusers") for s in (10, 20, 50, 100)]]
+FD_SETTING = SamplerSetting("ddim", 20)
+"""How the training curves sample their FD."""
 
 
 def unet_run(recipe: dict[str, Any], steps: int, lr: float) -> RunConfig:
@@ -67,8 +70,9 @@ def train_curve(run: RunConfig, data: torch.Tensor, scorer: Scorer, every: int, 
     points = []
 
     def score(trainer: Any, progress: Any) -> None:
-        images = sample(trainer.ema.model, job.schedule, scorer.n, "ddim", 20, seed=0)
-        points.append({"step": progress.step, "images": progress.images_seen, **scorer(images)})
+        planned = plan_sampling(FD_SETTING, job.schedule.timesteps, scorer.n, scorer.n)
+        [found], _seconds = sample_and_score(trainer.ema.model, job.schedule, planned, [scorer.lab], kid=False)
+        points.append({"step": progress.step, "images": progress.images_seen, **figures(found)})
         print(f"    step {progress.step:5d}: FD/floor {points[-1]['ratio']:.2f}", flush=True)
 
     job.trainer.fit(callback=score, every=every)  # also called at the last step

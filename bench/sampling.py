@@ -11,29 +11,37 @@ import torch
 from reference import DiffusersDDIM  # bench/reference.py, beside this file
 from torch import nn
 
-from diffusion.core.samplers import sample
+from diffusion.core.samplers import SamplerSetting, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
 from diffusion.lab.datasets import load_real_sets
 from diffusion.lab.store import LabStore
+from diffusion.metrics.model_scores import plan_sampling, sample_and_score
+from diffusion.metrics.scoring import Score
 from diffusion.metrics.scoring import Scorer as LabScorer
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One row of a sampler table: ours or diffusers' DDIM, a sampler, its steps (None: all T) and eta."""
+    """One row of a sampler table: a sampler setting, run by our sampler or by diffusers' DDIM (``implementation``)."""
 
-    sampler: str
-    steps: int | None = None
-    eta: float = 0.0
+    setting: SamplerSetting
     implementation: str = "ours"
 
     @property
     def label(self) -> str:
-        steps = "T" if self.steps is None else str(self.steps)
-        eta = f", eta {self.eta:g}" if self.eta and self.sampler != "ddpm" else ""  # ddpm ignores eta
-        prefix = "" if self.implementation == "ours" else "diffusers "
-        return f"{prefix}{self.sampler}-{steps}{eta}"
+        eta = f", eta {self.setting.eta:g}" if self.setting.eta and self.setting.sampler != "ddpm" else ""  # ddpm ignores it
+        return f"{'' if self.implementation == 'ours' else 'diffusers '}{self.setting.label}{eta}"
+
+
+def ours(sampler: str, steps: int | None = None, eta: float | None = None) -> Setting:
+    """A row of our sampler (``eta`` None: the sampler's own)."""
+    return Setting(SamplerSetting(sampler, steps, eta))  # type: ignore[arg-type]
+
+
+def figures(score: Score) -> dict[str, float]:
+    """What a table row shows of a score: FD, its ratio to the floor and the ratio's interval."""
+    return {"fd": score.fd, "ratio": score.ratio, "ratio_low": score.ratio_low, "ratio_high": score.ratio_high}
 
 
 class Scorer:
@@ -47,8 +55,7 @@ class Scorer:
         self.floor = self.lab.floor(self.n)
 
     def __call__(self, images: torch.Tensor) -> dict[str, float]:
-        score = self.lab.score(images[: self.n], kid=False)
-        return {"fd": score.fd, "ratio": score.ratio, "ratio_low": score.ratio_low, "ratio_high": score.ratio_high}
+        return figures(self.lab.score(images[: self.n], kid=False))
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
@@ -68,19 +75,21 @@ def sampler_rows(model: nn.Module, schedule: NoiseSchedule, schedule_name: str, 
     # diffusers (the bench extra) only where a setting asks for its DDIM
     needs_reference = any(setting.implementation != "ours" for setting in settings)
     reference = DiffusersDDIM(schedule_name, prediction, schedule.timesteps) if needs_reference else None
-    sample(model, schedule, 8, "ddim", 2)  # warm-up
+    sample(model, schedule, 8, SamplerSetting("ddim", 2))  # warm-up
     rows = []
-    for setting in settings:
-        if setting.implementation == "ours":
-            run = lambda: sample(model, schedule, scorer.n, setting.sampler, setting.steps, setting.eta, seed=1,  # noqa: E731
-                                 batch_size=batch)
+    for row in settings:
+        planned = plan_sampling(row.setting, schedule.timesteps, scorer.n, scorer.n)
+        if row.implementation == "ours":  # the lab's own path: sampled and scored as every evaluation is
+            [score], seconds = sample_and_score(model, schedule, planned, [scorer.lab], seed=1, kid=False,
+                                                batch_size=batch)
+            found = figures(score)
         else:
             assert reference is not None
-            run = lambda: reference.sample(model, scorer.n, setting.steps or schedule.timesteps, seed=1, batch_size=batch)  # noqa: E731
-        images, seconds = timed(run, device)
-        rows.append({"setting": setting.label, "implementation": setting.implementation, "sampler": setting.sampler,
-                     "steps": setting.steps or schedule.timesteps, "eta": setting.eta, "seconds": seconds,
-                     "images_per_s": scorer.n / seconds,
-                     **scorer(images)})
-        print(f"  {setting.label}: FD/floor {rows[-1]['ratio']:.2f}, {rows[-1]['images_per_s']:.0f} img/s", flush=True)
+            run = lambda: reference.sample(model, scorer.n, planned.steps, seed=1, batch_size=batch)  # noqa: E731
+            images, seconds = timed(run, device)
+            found = scorer(images)
+        rows.append({"setting": row.label, "implementation": row.implementation, "sampler": planned.sampler,
+                     "steps": planned.steps, "eta": planned.eta, "seconds": seconds, "images_per_s": scorer.n / seconds,
+                     **found})
+        print(f"  {row.label}: FD/floor {rows[-1]['ratio']:.2f}, {rows[-1]['images_per_s']:.0f} img/s", flush=True)
     return rows

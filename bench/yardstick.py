@@ -2,7 +2,7 @@
 
     python bench/yardstick.py --preset quick            # about 10 minutes on 2 cores
 
-Runs the embeddings' Tune experiment of the preset for the VAE only (``jobs.embeddings``: each
+Runs the embeddings' Tune experiment of the preset for the VAE only (``jobs.sweep.sweep_embeddings``: each
 trial trains on the fit part of the training split, reports its held-out -ELBO on the validation
 part, and the lowest is exported), trains the VAE of fixed default settings (``VAERun()``) on the
 same fit split, and prints, for both: the validation -ELBO, and the corruption-robustness
@@ -25,11 +25,13 @@ from diffusion.embeddings.training import train_embedder, validation_metrics
 from diffusion.lab.datasets import load_real_sets, load_sklearn_digits, selection_splits
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
-from diffusion.lab.tables import EMBEDDING_TRIALS, TableStore
+from diffusion.lab.tables import EMBEDDING_HISTORY, TableStore
+from diffusion.lab.tables import EMBEDDING_TRIALS as T
+from diffusion.lab.tables import ROBUSTNESS_SUMMARY as S
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
-from jobs.embeddings import sweep_embeddings
 from jobs.presets import load_preset
 from jobs.ray_session import start_ray
+from jobs.sweep import sweep_embeddings
 
 FIXED = "vae-fixed"
 
@@ -53,19 +55,19 @@ def main() -> None:
     train_embedder(store, FIXED, fixed_run, torch.device("cpu"))
     fixed_seconds = time.perf_counter() - started
 
-    trials = TableStore(store).read(EMBEDDING_TRIALS)
-    trials = trials[trials.kind == "vae"]
+    trials = TableStore(store).read(T)
+    trials = trials[trials[T.kind] == "vae"]
     print(f"\nVAE sweep of the {preset.name} preset: {len(trials)} trials in {swept:.0f} s "
           f"(the fixed-settings VAE alone: {fixed_seconds:.0f} s)")
-    columns = ["trial_id", "is_best", *[c for c in trials if c.startswith(("model.", "train."))], "best_val_loss",
-               "best_step", "status", "time_total_s"]
+    columns = [T.trial_id, T.is_best, *[c for c in trials if c.startswith(T.prefixes)], T.best_val_loss,
+               T.best_step, T.status, T.time_total_s]
     print(trials[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
     registry, splits = ModelRegistry(store), selection_splits(DataConfig(dataset=preset.dataset), store)
     embedders, validation = [], {}
     for name, label in (("vae", "chosen"), (FIXED, "fixed")):
         loaded = registry.load_model(name, "cpu", kind="vae")
-        validation[label] = validation_metrics(loaded.model, splits.validation)["val_neg_elbo"]
+        validation[label] = validation_metrics("vae", loaded.model, splits.validation)[EMBEDDING_HISTORY.val_neg_elbo]
         embedders.append(model_embedder(f"vae ({label}, latent {loaded.run.model.latent_dim})", loaded.model))
     real = load_real_sets(preset.dataset, store)
     n = min(args.n, len(real.test))
@@ -73,8 +75,8 @@ def main() -> None:
                                                   seeds=range(args.seeds)))
     print("\nvalidation -ELBO (nats/image): " + ", ".join(f"{k} {v:.2f}" for k, v in validation.items()))
     print(f"robustness of the FD on real digits (N = {n}, {args.seeds} seeds):")
-    table = summary.pivot(index="corruption", columns="embedding",
-                          values=["floor_mean", "monotonicity", "detection_threshold", "max_ratio"])
+    table = summary.pivot(index=S.corruption, columns=S.embedding,
+                          values=[S.floor_mean, S.monotonicity, S.detection_threshold, S.max_ratio])
     with pd.option_context("display.width", 200):
         print(table.to_string(float_format=lambda v: f"{v:.3g}"))
 

@@ -32,18 +32,27 @@ def _ephemeral_range() -> tuple[int, int]:
         return 49152, 65535
 
 
-def free_port(host: str = "127.0.0.1", tries: int = 200) -> int:
+def free_port(host: str = "127.0.0.1", tries: int = 200, exclude: frozenset[int] | set[int] = frozenset()) -> int:
     """A TCP port that nothing listens on right now, for a server to bind to later.
 
     Drawn at random from ``LISTEN_RANGE`` less the kernel's ephemeral range: a port the kernel picks itself (a bind to
     port 0) is one it may give to an outgoing connection before the server binds it, and two processes choosing
-    at once rarely draw the same port. Falls back to a port the kernel picks when the range is full."""
+    at once rarely draw the same port. ``exclude``: ports already chosen for another server, which nothing listens on
+    yet either. Falls back to a port the kernel picks when the range is full."""
     low, high = LISTEN_RANGE
     ephemeral_low, ephemeral_high = _ephemeral_range()
     candidates = [port for port in range(low, high + 1) if not ephemeral_low <= port <= ephemeral_high]
     for port in random.sample(candidates, min(tries, len(candidates))):
-        if port_is_free(port):
+        if port not in exclude and port_is_free(port):
             return port
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free ports (``free_port``), for servers that will bind them side by side."""
+    ports: list[int] = []
+    for _ in range(count):
+        ports.append(free_port(host, exclude=set(ports)))
+    return ports

@@ -39,7 +39,9 @@ from ray.serve.config import BackpressureConfig
 
 from diffusion.core.device import assigned_device
 from diffusion.core.images import grid_png, path_gif, paths_png
-from diffusion.core.samplers import default_steps, denoising_paths, sample_stacked
+from diffusion.core.config import ConfigError
+from diffusion.core.samplers import SamplerSetting, denoising_paths, sample_stacked
+from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from serve.batcher import LoadAdaptiveBatcher
 from serve.catalog import Catalog, DeadlineExceeded, HostedModel, describe, evaluation_summary, run_with_deadline
@@ -85,10 +87,11 @@ async def _invalid_request(_request: Request, error: RequestValidationError) -> 
 
 
 # Defined above the deployment class: the replica's copy of that class resolves only the names bound before it.
-def json_body(images: torch.Tensor, request: SampleRequest, model: str, steps: int, weights_sha256: str) -> bytes:
+def json_body(images: torch.Tensor, request: SampleRequest, model: str, setting: SamplerSetting,
+              weights_sha256: str) -> bytes:
     """The JSON answer to a /sample request: its settings and the images as arrays in [0, 1], 4 decimals."""
     unit = ((images.float() + 1) / 2).clamp(0, 1)[:, 0]
-    return json.dumps({"model": model, "sampler": request.sampler, "steps": steps, "eta": request.eta,
+    return json.dumps({"model": model, "sampler": setting.sampler, "steps": setting.steps, "eta": setting.eta,
                        "seed": request.seed, "weights_sha256": weights_sha256, "shape": list(unit.shape),
                        "images": unit.double().mul(10_000).round().div(10_000).tolist()},
                       separators=(",", ":"), allow_nan=False).encode()
@@ -98,7 +101,7 @@ def json_body(images: torch.Tensor, request: SampleRequest, model: str, steps: i
 class SampleJob:
     """One request's share of a batch: its settings (the grouping key), image count, seed and deadline."""
 
-    key: tuple[str, str, str, int, float]  # model, weights sha256, sampler, steps, eta
+    key: tuple[str, str, SamplerSetting]  # model, weights sha256, the resolved sampler setting
     num_images: int
     seed: int
     deadline: float  # time.monotonic() after which its sampling may stop
@@ -133,8 +136,8 @@ class DiffusionServer:
             self.counters[key] += delta
 
     # ---- validation and limits shared by the routes -------------------------------------------
-    async def _hosted(self, settings: SamplingSettings) -> tuple[HostedModel, int]:
-        """The model (checked against the store) and the step count a request resolves to, or a 4xx naming the problem."""
+    async def _hosted(self, settings: SamplingSettings) -> tuple[HostedModel, SamplerSetting]:
+        """The model (checked against the store) and the sampler setting a request resolves to, or a 4xx naming the problem."""
         if self.catalog.due(settings.model):
             await asyncio.to_thread(self.catalog.refresh, settings.model)
         hosted = self.catalog.get(settings.model)
@@ -144,13 +147,15 @@ class DiffusionServer:
         if not hosted.loaded:
             raise HTTPException(409, f"model: {settings.model!r} is unavailable ({hosted.error})")
         assert hosted.schedule is not None
-        steps = settings.steps or default_steps(settings.sampler, hosted.schedule)
-        if steps > hosted.timesteps:
-            raise HTTPException(422, f"steps: must be between 1 and {hosted.timesteps} (model {settings.model!r}'s T), got {steps}")
-        too_much = work_error(settings, steps, self.limits.max_work)
+        try:
+            setting = settings.resolve(hosted.timesteps)
+        except ConfigError as error:
+            raise HTTPException(422, f"{error} (model {settings.model!r})") from error
+        assert setting.steps is not None
+        too_much = work_error(settings, setting.steps, self.limits.max_work)
         if too_much:
             raise HTTPException(422, too_much)
-        return hosted, steps
+        return hosted, setting
 
     @contextlib.contextmanager
     def _admitted(self) -> Iterator[None]:
@@ -191,20 +196,20 @@ class DiffusionServer:
 
     # ---- batched sampling ---------------------------------------------------------------------
     def _run_group(self, jobs: Sequence[SampleJob]) -> list[torch.Tensor | None]:
-        """One sampling loop for ``jobs`` (all of one key: model weights, sampler, steps, eta), in a worker thread;
+        """One sampling loop for ``jobs`` (all of one key: model weights and sampler setting), in a worker thread;
         None for each if the loop was stopped at its deadline (that of its latest request)."""
-        _name, _sha, sampler, steps, eta = jobs[0].key
+        _name, _sha, setting = jobs[0].key
         hosted = jobs[0].hosted
         assert hosted.model is not None and hosted.schedule is not None
         requests = [(job.num_images, job.seed) for job in jobs]
         deadline = max(job.deadline for job in jobs)  # the loop serves its latest request to the end
         try:
-            images = self._tracked(deadline, sample_stacked, hosted.model, hosted.schedule, requests, sampler, steps,
-                                   eta, self.precision)
+            images = self._tracked(deadline, sample_stacked, hosted.model, hosted.schedule, requests, setting,
+                                   self.precision)
         except DeadlineExceeded:
             return [None] * len(jobs)
         self._count("sampling_loops")
-        self._count("forward_passes", steps)
+        self._count("forward_passes", setting.steps)
         self._count("requests_sampled", len(jobs))
         self._count("images_sampled", sum(job.num_images for job in jobs))
         return [chunk.cpu() for chunk in images]
@@ -233,33 +238,32 @@ class DiffusionServer:
     async def sample(self, request: SampleRequest) -> Response:
         """``num_images`` samples as a PNG grid, or as JSON arrays in [0, 1] (shape N x 28 x 28); header X-Weights-SHA256."""
         start = time.monotonic()
-        hosted, steps = await self._hosted(request)
+        hosted, setting = await self._hosted(request)
         with self._admitted():
-            job = SampleJob((request.model, hosted.weights_sha256, request.sampler, steps, request.eta),
-                            request.num_images, request.seed, start + self.limits.deadline_s, hosted)
+            job = SampleJob((request.model, hosted.weights_sha256, setting), request.num_images, request.seed,
+                            start + self.limits.deadline_s, hosted)
             images = await self._before_deadline(job.deadline, self.batcher.submit(job))
-        headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(steps),
+        headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(setting.steps),
                    "X-Weights-SHA256": hosted.weights_sha256}
         if request.format == "png":
             png = await asyncio.to_thread(grid_png, images, columns=request.columns)
             return Response(png, media_type="image/png", headers=headers)
-        body = await asyncio.to_thread(json_body, images, request, hosted.name, steps, hosted.weights_sha256)
+        body = await asyncio.to_thread(json_body, images, request, hosted.name, setting, hosted.weights_sha256)
         return Response(body, media_type="application/json", headers=headers)
 
     @api.post("/path", responses={200: {"content": {"image/png": {}, "image/gif": {}}}})
     async def path(self, request: PathRequest) -> Response:
         """Denoising paths: x_t at evenly spaced steps, noise on the left; a PNG strip or an animated GIF; header X-Weights-SHA256."""
         start = time.monotonic()
-        hosted, steps = await self._hosted(request)
+        hosted, setting = await self._hosted(request)
         assert hosted.model is not None and hosted.schedule is not None
         with self._admitted():
             deadline = start + self.limits.deadline_s
-            work = asyncio.to_thread(self._tracked, deadline, denoising_paths, hosted.model, hosted.schedule,
-                                     request.num_paths, request.snapshots, request.sampler, steps, request.eta,
-                                     request.seed, self.precision)
+            work = asyncio.to_thread(self._tracked, deadline, denoising_paths, hosted.model, hosted.schedule, setting,
+                                     request.num_paths, request.snapshots, request.seed, self.precision)
             paths = await self._before_deadline(deadline, work)
         self._count("paths_sampled", request.num_paths)
-        headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(steps),
+        headers = {"X-Sampling-Seconds": f"{time.monotonic() - start:.4f}", "X-Steps": str(setting.steps),
                    "X-Weights-SHA256": hosted.weights_sha256}
         if request.format == "gif":
             return Response(path_gif(paths), media_type="image/gif", headers=headers)
@@ -294,7 +298,7 @@ def build_app(args: dict[str, Any]) -> Application:
     if not args.get("lab"):
         raise ValueError("the lab store is required: serve run serve.app:build_app lab=PATH_OR_URI")
     store = LabStore(str(args["lab"]))
-    if not store.exists("models"):
+    if not ModelRegistry(store).exists():
         raise ValueError(f"the lab store {store.root} has no models/ folder; run python -m jobs.pipeline first")
     low, high = _number(args, "min_replicas", int, 1, 1), _number(args, "max_replicas", int, 4, 1)
     if low > high:

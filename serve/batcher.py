@@ -11,7 +11,7 @@ requests only when the sampler is free:
   (the clients of the last loop sending their next one), at most ``max_wait_s`` and at most a
   quarter of the last loop's duration, so a steady load keeps its loops whole instead of
   splitting into halves that take turns;
-- each loop serves the key (model, weights, sampler, steps, eta) of the oldest waiting request,
+- each loop serves the key (model, weights, sampler setting) of the oldest waiting request,
   with every queued request of that key up to ``max_images``, so no key starves (a request
   larger than ``max_images`` runs in a loop of its own).
 """

@@ -22,10 +22,10 @@ from torch import nn
 from diffusion.core.config import ConfigError
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import current_embeddings
-from diffusion.lab.checkpoint import CheckpointError, ModelCard
+from diffusion.lab.checkpoint import ModelCard
 from diffusion.lab.leaderboard import RANK, leaderboard, lineage_of, stale_models, stale_note
 from diffusion.lab.registry import ModelRegistry
-from diffusion.lab.store import LabStore, LabStoreError
+from diffusion.lab.store import CheckpointError, LabStore, LabStoreError
 from diffusion.lab.tables import SCORES, TableStore
 
 ENTRY_ERRORS = (LabStoreError, CheckpointError, ConfigError, OSError, ValueError)
@@ -162,7 +162,7 @@ class Catalog:
     def _relist(self) -> None:
         """Add new model folders, drop removed ones; hidden entries are not models."""
         try:
-            names = [n for n in self.store.list_dir("models") if not n.startswith(".")]
+            names = self.registry.entry_names()
         except ENTRY_ERRORS:
             return  # the store is unreachable for now: keep serving what is loaded
         self._listed = time.monotonic()

@@ -12,7 +12,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from diffusion.core.config import SamplerName, SamplerSetting
+from diffusion.core.config import ConfigError, SamplerName
+from diffusion.core.samplers import SamplerSetting
 
 MAX_IMAGES = 256
 """Most images one /sample request may ask for."""
@@ -45,8 +46,20 @@ class SamplingSettings(BaseModel):
     def _sampler_setting(self) -> SamplingSettings:
         """sampler, steps and eta as the core's SamplerSetting accepts them (its ConfigError, a ValueError, names the
         field); an eta left out becomes the sampler's own, so that answers and batching keys carry the number used."""
-        self.eta = SamplerSetting(self.sampler, self.steps, self.eta).eta
+        self.eta = self.setting.eta
         return self
+
+    @property
+    def setting(self) -> SamplerSetting:
+        """How the request samples, checked (steps not yet resolved against a model's schedule: ``resolve``)."""
+        return SamplerSetting(self.sampler, self.steps, self.eta)
+
+    def resolve(self, timesteps: int) -> SamplerSetting:
+        """The request's setting for a model of ``timesteps`` levels; ConfigError naming ``steps`` if they exceed T."""
+        try:
+            return self.setting.resolve(timesteps)
+        except ConfigError as error:
+            raise ConfigError(f"steps: {str(error).removeprefix('steps ')}", "steps") from error
 
     count_field: ClassVar[str] = ""  # the field that counts images (or paths): one network row per step each
 

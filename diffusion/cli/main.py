@@ -15,24 +15,23 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Literal, NoReturn
 
-from diffusion.cli import evaluate, train
+from diffusion.cli import measure, train
 from diffusion.core.config import (
     ConfigError,
     DataConfig,
     DenoiserConfig,
     DiffusionConfig,
     RunConfig,
-    SamplerSetting,
     TrainConfig,
     from_dict,
 )
 from diffusion.core.device import pick_device
 from diffusion.core.models import DENOISERS, denoiser_config
-from diffusion.core.samplers import SAMPLERS
+from diffusion.core.samplers import SAMPLERS, SamplerSetting
 from diffusion.embeddings import EMBEDDINGS
-from diffusion.lab.checkpoint import CheckpointError
+from diffusion.embeddings.training import EMBEDDING_TRAINING
 from diffusion.lab.datasets import DATASETS, DatasetUnavailable, store_dataset
-from diffusion.lab.store import LabStore, LabStoreError, check_name, default_lab
+from diffusion.lab.store import CheckpointError, LabStore, LabStoreError, check_name, default_lab
 
 SECTIONS: dict[str, type] = {"model": DenoiserConfig, "diffusion": DiffusionConfig, "train": TrainConfig, "data": DataConfig}
 
@@ -135,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="auto")
 
     embedding = commands.add_parser("train-embedding", help="train the evaluation VAE or the classifier")
-    embedding.add_argument("--kind", required=True, choices=["vae", "classifier"])
+    embedding.add_argument("--kind", required=True, choices=list(EMBEDDING_TRAINING))
     embedding.add_argument("--lab", default=default_lab(), help="lab store root (default $DIFFUSION_LAB, else ./lab)")
     embedding.add_argument("--name", default=None, help="store name (default: the kind)")
     embedding.add_argument("--steps", type=positive_int, default=None, help="default: 1500 (vae), 600 (classifier)")
@@ -194,9 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return data_command(LabStore(args.lab), DataConfig(args.dataset, args.data_root, args.download))
         command = {
             "sample": train.sample_command,
-            "train-embedding": evaluate.train_embedding_command,
-            "score": evaluate.score_command,
-            "robustness": evaluate.robustness_command,
+            "train-embedding": measure.train_embedding_command,
+            "score": measure.score_command,
+            "robustness": measure.robustness_command,
         }[args.command]
         return command(LabStore(args.lab), args, pick_device(args.device))
     except (ConfigError, ValueError, DatasetUnavailable, LabStoreError, CheckpointError) as error:

@@ -77,8 +77,8 @@ def sample_command(store: LabStore, args: argparse.Namespace, device: torch.devi
     stored = ModelRegistry(store).load_denoiser(args.name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     with tqdm(unit="img-step", dynamic_ncols=True) as bar:
-        images = sample(stored.model, schedule, args.num_images, args.setting.sampler, args.setting.steps,
-                        args.setting.eta, args.seed, progress=bar.update)
+        images = sample(stored.model, schedule, args.num_images, args.setting.resolve(schedule.timesteps), args.seed,
+                        progress=bar.update)
     with open(args.out, "wb") as handle:
         handle.write(grid_png(images))
     print(f"wrote {args.num_images} samples of {args.name} to {args.out}")

@@ -48,8 +48,6 @@ LOSS_WEIGHTINGS: tuple[LossWeighting, ...] = typing.get_args(LossWeighting)
 LR_DECAYS: tuple[LrDecay, ...] = typing.get_args(LrDecay)
 PRECISIONS: tuple[Precision, ...] = typing.get_args(Precision)
 COMPILE_MODES: tuple[CompileMode, ...] = typing.get_args(CompileMode)
-DETERMINISTIC_SAMPLERS: frozenset[SamplerName] = frozenset({"dpmpp2m"})
-"""ODE solvers: no noise to scale, so their ``eta`` must be 0."""
 
 
 class ConfigError(ValueError):
@@ -88,12 +86,6 @@ def registry(choice: Any, entries: dict[str, V]) -> dict[str, V]:
     if tuple(entries) != typing.get_args(choice):
         raise TypeError(f"registry keys {list(entries)} differ from the accepted names {list(typing.get_args(choice))}")
     return entries
-
-
-DEFAULT_ETA: dict[SamplerName, float] = registry(SamplerName, {"ddpm": 1.0, "ddim": 0.0, "dpmpp2m": 0.0, "dpmpp2m_sde": 1.0})
-"""The noise of a setting that names no ``eta``: DDIM's deterministic sampler (Song et al. 2021), the full reverse SDE
-of DPM-Solver++(2M) SDE (Lu et al. 2022), whose eta 0 would be ``dpmpp2m``'s ODE; ``dpmpp2m`` adds none, and DDPM's
-ancestral step is eta 1 whatever is asked (it ignores ``eta``)."""
 
 
 def field_error(name: str, problem: str) -> NoReturn:
@@ -313,27 +305,6 @@ class ClassifierRun:
 
     def __post_init__(self) -> None:
         _parts(self)
-
-
-@dataclass(frozen=True)
-class SamplerSetting:
-    """One way of sampling a model: ``steps`` None is the sampler's default (all T for DDPM); ``num_images``
-    None is the caller's own count (an evaluate section's ``num_images``), else at least 2 (an FD needs two)."""
-
-    sampler: SamplerName = "ddim"
-    steps: int | None = None
-    eta: float | None = None  # None: the sampler's own (DEFAULT_ETA); a built setting always holds a number
-    num_images: int | None = None
-
-    def __post_init__(self) -> None:
-        _known(self, "sampler", SamplerName, "sampler")
-        if self.eta is None:
-            object.__setattr__(self, "eta", DEFAULT_ETA[self.sampler])
-        at_least(self, 1, "steps")
-        between(self, "eta", 0, 1)
-        if self.sampler in DETERMINISTIC_SAMPLERS and self.eta != 0:
-            raise ConfigError(f"eta: {self.sampler} is a deterministic solver: eta must be 0, got {self.eta}", "eta")
-        at_least(self, 2, "num_images")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ apart); a denoising path is a list of the yielded snapshots, and a progress bar 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from diffusion.core.config import ConfigError, SamplerName, SamplerSetting, registry
+from diffusion.core.config import ConfigError, SamplerName, at_least, between, lookup, registry
 from diffusion.core.device import autocast
 from diffusion.core.schedules import NoiseSchedule
 
@@ -105,7 +106,7 @@ def ddpm(
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
     generator: Noise,
-    steps: int | None = None,
+    steps: int,
     eta: float = 1.0,
     variance: str = "beta_tilde",
     clip: bool = True,
@@ -120,7 +121,7 @@ def ddpm(
     if variance not in DDPM_VARIANCES:
         raise ConfigError(f"variance {variance!r} is not one of {list(DDPM_VARIANCES)}")
     x = x_T
-    for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps or schedule.timesteps)):
+    for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps)):
         beta = 1.0 - ab / ab_prev
         coef_x0 = np.sqrt(ab_prev) * beta / (1.0 - ab)
         coef_xt = np.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)
@@ -138,7 +139,7 @@ def ddim(
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
     generator: Noise,
-    steps: int | None = 50,
+    steps: int,
     eta: float = 0.0,
     variance: str = "beta_tilde",
     clip: bool = True,
@@ -150,7 +151,7 @@ def ddim(
     deterministic sampler, eta = 1 matches DDPM's beta_tilde variance. ``variance`` is unused.
     """
     x = x_T
-    for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps or schedule.timesteps)):
+    for index, (t, t_prev, ab, ab_prev) in enumerate(_level_pairs(schedule, steps)):
         sigma = eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab)) * np.sqrt(1.0 - ab / ab_prev)
         direction = float(np.sqrt(max(0.0, 1.0 - ab_prev - sigma**2)))
         x0, eps = _predict(model, schedule, x, t, precision, clip)
@@ -213,61 +214,108 @@ def dpm_solver_2m(
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
     generator: Noise,
-    steps: int | None = 20,
-    eta: float = 0.0,
-    variance: str = "beta_tilde",
-    clip: bool = True,
-    precision: str = "auto",
-) -> Iterator[SamplerStep]:
-    """DPM-Solver++(2M), Lu et al. 2022 ("DPM-Solver++", Algorithm 2): a second-order multistep
-    solver of the diffusion ODE in its data-prediction form.
-
-    x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^{-h}) D, with D = x0_hat on a
-    first-order step (the first, and the one landing on level 0) and D = (1 + 1 / 2r) x0_hat_t
-    - (1 / 2r) x0_hat_last otherwise (r = h_last / h). The step to the clean image returns x0_hat.
-    Deterministic: ``eta`` must be 0 (SamplerSetting refuses any other); ``generator`` and ``variance`` are unused.
-    """
-    yield from _dpm_solver_steps(model, schedule, x_T, generator, steps or schedule.timesteps, 0.0, clip, precision)
-
-
-@torch.inference_mode()
-def dpm_solver_2m_sde(
-    model: nn.Module,
-    schedule: NoiseSchedule,
-    x_T: torch.Tensor,
-    generator: Noise,
-    steps: int | None = 30,
+    steps: int,
     eta: float = 1.0,
     variance: str = "beta_tilde",
     clip: bool = True,
     precision: str = "auto",
 ) -> Iterator[SamplerStep]:
-    """SDE-DPM-Solver++(2M), the SDE form of Lu et al. 2022 ("DPM-Solver++"): the second-order
-    multistep solver of the reverse diffusion SDE in its data-prediction form, midpoint variant.
+    """DPM-Solver++(2M), Lu et al. 2022 ("DPM-Solver++", Algorithm 2), and its SDE form: the second-order
+    multistep solver of the diffusion ODE (``eta`` 0) or of the reverse SDE (``eta`` 1) in its data-prediction form,
+    midpoint variant.
 
-    x_prev = (sigma_prev / sigma_t) e^{-h} x_t + alpha_prev (1 - e^{-2h}) D + sigma_prev sqrt(1 - e^{-2h}) z,
-    D as in ``dpm_solver_2m``: the linear extrapolation of x0_hat through the last two
-    predictions, taken at the step's midpoint in lambda. The step to the clean image returns x0_hat
-    and adds no noise. ``eta`` scales the noise (the reverse SDE whose diffusion is sqrt(eta) g):
-    h becomes eta h in the decay and noise terms and (1 + eta) h in the gain; eta = 1 is the
-    paper's SDE, eta = 0 its ODE, that is ``dpm_solver_2m``. ``sample`` and SamplerSetting
-    default to eta 0: pass eta = 1 for the SDE. ``variance`` is unused.
+    The ODE's step is x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^{-h}) D, with D = x0_hat on a
+    first-order step (the first, and the one landing on level 0) and D = (1 + 1 / 2r) x0_hat_t - (1 / 2r)
+    x0_hat_last otherwise (r = h_last / h), the linear extrapolation of x0_hat through the last two
+    predictions taken at the step's midpoint in lambda. The SDE's is x_prev = (sigma_prev / sigma_t) e^{-h} x_t
+    + alpha_prev (1 - e^{-2h}) D + sigma_prev sqrt(1 - e^{-2h}) z. ``eta`` scales the noise (the reverse SDE
+    whose diffusion is sqrt(eta) g): h becomes eta h in the decay and noise terms and (1 + eta) h in the gain.
+    The step to the clean image returns x0_hat and adds no noise. ``dpmpp2m`` is this function at eta 0
+    (``SAMPLERS``), ``dpmpp2m_sde`` at eta 1 unless a setting names another. ``variance`` is unused.
     """
-    yield from _dpm_solver_steps(model, schedule, x_T, generator, steps or schedule.timesteps, eta, clip, precision)
+    yield from _dpm_solver_steps(model, schedule, x_T, generator, steps, eta, clip, precision)
 
 
 Sampler = Callable[..., Iterator[SamplerStep]]
 
-SAMPLERS: dict[SamplerName, Sampler] = registry(
-    SamplerName, {"ddpm": ddpm, "ddim": ddim, "dpmpp2m": dpm_solver_2m, "dpmpp2m_sde": dpm_solver_2m_sde})
-DEFAULT_STEPS: dict[SamplerName, int | None] = {"ddpm": None, "ddim": 50, "dpmpp2m": 20, "dpmpp2m_sde": 30}  # None: all T
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One sampler: its step function, the steps a setting that names none takes (None: all T), the eta it takes
+    when none is named, and whether it may add noise at all (an ODE solver may not: its eta must be 0)."""
+
+    function: Sampler
+    default_steps: int | None
+    default_eta: float
+    stochastic: bool = True
 
 
-def _step_function(sampler: str, steps: int | None, eta: float | None) -> tuple[Sampler, float]:
-    """The sampler of a setting that SamplerSetting accepts (known sampler, steps >= 1, eta allowed for it) and
-    its eta (the sampler's own, DEFAULT_ETA, where ``eta`` is None)."""
-    setting = SamplerSetting(sampler, steps, eta)  # type: ignore[arg-type]
-    return SAMPLERS[setting.sampler], float(setting.eta)  # type: ignore[arg-type]
+SAMPLERS: dict[SamplerName, SamplerSpec] = registry(SamplerName, {
+    "ddpm": SamplerSpec(ddpm, None, 1.0),  # ancestral: eta 1 whatever is asked (it ignores eta)
+    "ddim": SamplerSpec(ddim, 50, 0.0),  # Song et al. 2021: eta 0 is the deterministic sampler
+    "dpmpp2m": SamplerSpec(dpm_solver_2m, 20, 0.0, stochastic=False),  # Lu et al. 2022: the ODE solver
+    "dpmpp2m_sde": SamplerSpec(dpm_solver_2m, 30, 1.0),  # its SDE form: eta 1 is the full reverse SDE
+})
+"""Every sampler, by the name settings use: adding one is one entry here (and its name in ``SamplerName``)."""
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    """One way of sampling a model, read from a preset, a flag or an HTTP body and checked once, here.
+
+    ``steps`` None is the sampler's default, ``eta`` None its own noise (``SAMPLERS``); ``resolve``
+    fills the steps in for a schedule and checks them against its T: the samplers take only a
+    resolved setting. ``num_images`` None is the caller's own count (an evaluate section's
+    ``num_images``), else at least 2 (an FD needs two); it is not part of how a model is sampled.
+    """
+
+    sampler: SamplerName = "ddim"
+    steps: int | None = None
+    eta: float | None = None
+    num_images: int | None = None
+
+    def __post_init__(self) -> None:
+        spec = lookup(SAMPLERS, self.sampler, "sampler")
+        if self.eta is None:
+            object.__setattr__(self, "eta", spec.default_eta)
+        at_least(self, 1, "steps")
+        between(self, "eta", 0, 1)
+        if not spec.stochastic and self.eta != 0:
+            raise ConfigError(f"eta: {self.sampler} is a deterministic solver: eta must be 0, got {self.eta}", "eta")
+        at_least(self, 2, "num_images")
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the steps are filled in (``resolve``)."""
+        return self.steps is not None
+
+    def resolve(self, timesteps: int) -> SamplerSetting:
+        """This setting for a schedule of ``timesteps`` levels: steps the sampler's default where None (all T for
+        DDPM, at most T for the others); ConfigError unless 1 <= steps <= T."""
+        default = SAMPLERS[self.sampler].default_steps
+        steps = self.steps if self.steps is not None else min(default or timesteps, timesteps)
+        if steps > timesteps:
+            raise ConfigError(f"steps must be between 1 and {timesteps} (the schedule's T), got {steps}", "steps")
+        return dataclasses.replace(self, steps=steps)
+
+    @property
+    def label(self) -> str:
+        """``sampler-steps`` as cards and logs name a setting (``ddpm-T``: all levels, not yet resolved)."""
+        return f"{self.sampler}-{self.steps if self.steps is not None else 'T'}"
+
+    @property
+    def how(self) -> SamplerSetting:
+        """The setting without its image count: what a batch of requests must share to be sampled together."""
+        return dataclasses.replace(self, num_images=None)
+
+
+def _chain(model: nn.Module, schedule: NoiseSchedule, x_T: torch.Tensor, noise: Noise, setting: SamplerSetting,
+           clip: bool, precision: str) -> Iterator[SamplerStep]:
+    """The steps of a resolved ``setting`` from ``x_T``; ConfigError if it was not resolved for a schedule."""
+    if setting.steps is None:
+        raise ConfigError(f"sampler setting {setting.label} has no step count: resolve it against the schedule first")
+    return SAMPLERS[setting.sampler].function(model, schedule, x_T, noise, steps=setting.steps, eta=setting.eta,
+                                              clip=clip, precision=precision)
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -279,21 +327,18 @@ def sample(
     model: nn.Module,
     schedule: NoiseSchedule,
     num_images: int,
-    sampler: str = "ddim",
-    steps: int | None = None,
-    eta: float | None = None,
+    setting: SamplerSetting,
     seed: int = 0,
     batch_size: int = 500,
     precision: str = "auto",
     clip: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """``num_images`` samples in [-1, 1], (N, C, H, W) on the model's device, in batches."""
+    """``num_images`` samples of a resolved ``setting`` in [-1, 1], (N, C, H, W) on the model's device, in batches."""
     if num_images < 1:
         raise ConfigError(f"num_images must be at least 1, got {num_images}")
     device = next(model.parameters()).device
     shape = _image_shape(model)
-    step_fn, eta = _step_function(sampler, steps, eta)
     generator = make_generator(seed, device)
     was_training = model.training
     model.eval()
@@ -303,9 +348,7 @@ def sample(
             n = min(batch_size, num_images - start)
             x_T = draw_noise((n, *shape), generator, device)
             last = None
-            chain = step_fn(model, schedule, x_T, generator, steps=steps or default_steps(sampler, schedule),
-                            eta=eta, clip=clip, precision=precision)
-            for last in chain:
+            for last in _chain(model, schedule, x_T, generator, setting, clip, precision):
                 if progress is not None:
                     progress(n)
             assert last is not None
@@ -319,15 +362,13 @@ def sample_stacked(
     model: nn.Module,
     schedule: NoiseSchedule,
     requests: list[tuple[int, int]],
-    sampler: str = "ddim",
-    steps: int | None = None,
-    eta: float | None = None,
+    setting: SamplerSetting,
     precision: str = "auto",
 ) -> list[torch.Tensor]:
-    """Several (num_images, seed) requests in one sampling loop: one forward pass per step for all.
+    """Several (num_images, seed) requests in one sampling loop of a resolved ``setting``: one forward pass per step.
 
-    Request i gets what ``sample(model, schedule, n_i, sampler, steps, eta, seed_i)`` returns
-    (for n_i up to that function's batch size), because its rows draw from its own generator.
+    Request i gets what ``sample(model, schedule, n_i, setting, seed_i)`` returns (for n_i up to
+    that function's batch size), because its rows draw from its own generator.
     """
     if not requests:
         return []
@@ -335,13 +376,11 @@ def sample_stacked(
     counts = [n for n, _seed in requests]
     noise = StackedNoise([make_generator(seed, device) for _n, seed in requests], counts)
     x_T = noise.randn((sum(counts), *_image_shape(model)), device)
-    step_fn, eta = _step_function(sampler, steps, eta)
     was_training = model.training
     model.eval()
     try:
         last = None
-        for last in step_fn(model, schedule, x_T, noise, steps=steps or default_steps(sampler, schedule),
-                            eta=eta, precision=precision):
+        for last in _chain(model, schedule, x_T, noise, setting, True, precision):
             pass
     finally:
         model.train(was_training)
@@ -377,24 +416,20 @@ class DenoisingPaths:
 def denoising_paths(
     model: nn.Module,
     schedule: NoiseSchedule,
+    setting: SamplerSetting,
     num_paths: int = 5,
     snapshots: int = 10,
-    sampler: str = "ddim",
-    steps: int | None = None,
-    eta: float | None = None,
     seed: int = 0,
     precision: str = "auto",
 ) -> DenoisingPaths:
-    """Run ``num_paths`` chains and keep ``snapshots`` evenly spaced steps of each."""
+    """Run ``num_paths`` chains of a resolved ``setting`` and keep ``snapshots`` evenly spaced steps of each."""
     if num_paths < 1 or snapshots < 1:
         raise ConfigError(f"num_paths and snapshots must be positive, got {num_paths} and {snapshots}")
     device = next(model.parameters()).device
     generator = make_generator(seed, device)
     x = draw_noise((num_paths, *_image_shape(model)), generator, device)
-    step_fn, eta = _step_function(sampler, steps, eta)
-    options = {"eta": eta, "precision": precision} | ({"steps": steps} if steps is not None else {})
-    chain = step_fn(model, schedule, x, generator, **options)
-    total = len(timestep_sequence(schedule.timesteps, steps or default_steps(sampler, schedule)))
+    chain = _chain(model, schedule, x, generator, setting, True, precision)
+    total = len(timestep_sequence(schedule.timesteps, setting.steps or schedule.timesteps))
     keep = set(np.round(np.linspace(0, total - 1, min(snapshots, total))).astype(int).tolist())
     inputs, predictions, levels = [], [], []
     was_training = model.training
@@ -409,13 +444,6 @@ def denoising_paths(
     finally:
         model.train(was_training)
     return DenoisingPaths(torch.stack(inputs, 1), torch.stack(predictions, 1), levels, x.clamp(-1, 1))
-
-
-def default_steps(sampler: str, schedule: NoiseSchedule) -> int:
-    """Steps a sampler takes when none are given: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++, 30 for its
-    SDE form (at most T)."""
-    steps = DEFAULT_STEPS.get(sampler)
-    return schedule.timesteps if steps is None else min(steps, schedule.timesteps)
 
 
 def _image_shape(model: nn.Module) -> tuple[int, int, int]:

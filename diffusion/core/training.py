@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -277,6 +278,19 @@ class Trainer:
         """Load bytes from ``save_state`` with ``weights_only=True``: no arbitrary unpickling."""
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         self.load_state_dict(state)
+
+
+@dataclass
+class TrainingJob:
+    """A model's run config and the trainer that fits it (a denoiser's or an embedding's)."""
+
+    run: Any
+    trainer: Trainer
+
+    @property
+    def ema_model(self) -> nn.Module:
+        """The EMA weights: what gets sampled, evaluated and exported."""
+        return self.trainer.ema.model
 
 
 CPU_GENERATOR_STATE_BYTES = 5056

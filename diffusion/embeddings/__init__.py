@@ -6,7 +6,7 @@ penultimate layer, the MNIST analogue of FID's Inception features) and ``pixels`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from diffusion.lab.lineage import EmbeddingId
-from diffusion.metrics.frechet import GaussianStats
 
 
 @dataclass
@@ -37,7 +36,7 @@ class Embedder:
 
     @torch.inference_mode()
     def batches(self, images: torch.Tensor, batch_size: int = 1000) -> Iterator[np.ndarray]:
-        """Features of ``images`` one batch at a time (for streaming statistics)."""
+        """Features of ``images`` one batch at a time (``diffusion.metrics.frechet.feature_stats`` streams them)."""
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size].to(self.device, torch.float32)
             yield self.function(chunk).to("cpu", torch.float64).numpy()
@@ -45,15 +44,6 @@ class Embedder:
     def __call__(self, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
         """Features of all ``images`` at once, (N, dim) float64."""
         return np.concatenate(list(self.batches(images, batch_size)))
-
-    def stats(self, images: torch.Tensor, batch_size: int = 1000) -> GaussianStats:
-        """Streamed mean and covariance of the features of ``images``."""
-        return GaussianStats.stream(self.batches(images, batch_size))
-
-    def stream_stats(self, image_batches: Iterable[torch.Tensor]) -> GaussianStats:
-        """Mean and covariance of the features of a stream of image batches (e.g. from a sampler):
-        50,000 samples or 60,000 real digits never sit in memory at once."""
-        return GaussianStats.stream(features for batch in image_batches for features in self.batches(batch))
 
 
 def pixel_embedder(device: torch.device | str = "cpu") -> Embedder:
@@ -69,5 +59,8 @@ def model_embedder(name: str, model: nn.Module, device: torch.device | str = "cp
     return Embedder(name, dim, model.embed, torch.device(device), weights)  # type: ignore[arg-type]
 
 
-EMBEDDINGS: dict[str, str | None] = {"vae": "vae", "classifier": "classifier", "pixels": None}
-"""Embedding name -> the model kind it needs from the lab store (None: no model)."""
+EMBEDDINGS: dict[str, str | Callable[[torch.device | str], Embedder]] = {
+    "vae": "vae", "classifier": "classifier", "pixels": pixel_embedder}
+"""Embedding name -> the model kind it reads from the lab store (a learned embedding), or the function that builds a
+fixed map on a device. Adding an embedding is one entry here (a learned one also needs its kind:
+``diffusion.lab.kinds``, ``diffusion.embeddings.training``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from diffusion.core.config import lookup
-from diffusion.embeddings import EMBEDDINGS, Embedder, model_embedder, pixel_embedder
+from diffusion.embeddings import EMBEDDINGS, Embedder, model_embedder
 from diffusion.lab.lineage import EmbeddingId
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError
@@ -17,8 +17,8 @@ def load_embedder(name: str, store: LabStore, device: torch.device | str = "cpu"
     The embedder's ``identity`` names the weights it was built from (see ``current_embedding``).
     """
     kind = lookup(EMBEDDINGS, name, "embedding")
-    if kind is None:
-        return pixel_embedder(device)
+    if callable(kind):
+        return kind(device)
     model_name = model_name or kind
     models = ModelRegistry(store)
     if model_name not in models.list_models(kind=kind):
@@ -32,9 +32,9 @@ def load_embedder(name: str, store: LabStore, device: torch.device | str = "cpu"
 
 def current_embedding(store: LabStore, name: str) -> EmbeddingId | None:
     """The identity of embedding ``name`` as the lab holds it now, from its model's card (no weights are read);
-    None when the lab has no such model. ``pixels`` needs no model: always ``EmbeddingId("pixels")``."""
+    None when the lab has no such model. A fixed map (``pixels``) needs no model: always ``EmbeddingId(name)``."""
     kind = lookup(EMBEDDINGS, name, "embedding")
-    if kind is None:
+    if callable(kind):
         return EmbeddingId(name)
     entry = ModelRegistry(store).entry(kind)
     if entry.card is None or entry.card.kind != kind:

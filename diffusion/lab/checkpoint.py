@@ -20,14 +20,11 @@ from torch import nn
 
 from diffusion.core.config import from_dict, to_dict
 from diffusion.core.models import parameter_count
-from diffusion.lab.kinds import MODEL_KINDS
+from diffusion.lab.kinds import STORED_KINDS
+from diffusion.lab.store import CheckpointError
 
 FORMAT = "diffusion-lab/model"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A model file that cannot be loaded; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +105,9 @@ def build_from_card(card: ModelCard, state: dict[str, torch.Tensor], source: str
     """Rebuild the network a card describes and load ``state`` into it (strict key and shape match)."""
     if expected_kind is not None and card.kind != expected_kind:
         raise CheckpointError(f"{source}: holds a {card.kind!r}, not a {expected_kind!r}")
-    if card.kind not in MODEL_KINDS:
-        raise CheckpointError(f"{source}: unknown model kind {card.kind!r}; this code reads {', '.join(MODEL_KINDS)}")
-    kind = MODEL_KINDS[card.kind]
+    if card.kind not in STORED_KINDS:
+        raise CheckpointError(f"{source}: unknown model kind {card.kind!r}; this code reads {', '.join(STORED_KINDS)}")
+    kind = STORED_KINDS[card.kind]
     try:
         run = from_dict(kind.config_type, card.config, f"{source}: card config")
         model = kind.build(run)

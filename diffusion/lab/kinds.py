@@ -1,4 +1,4 @@
-"""The kinds of model the lab store holds: how each card's config is parsed and its network built."""
+"""The kinds of model the lab store holds: the run config a card carries and the network it rebuilds."""
 
 from __future__ import annotations
 
@@ -10,28 +10,29 @@ from torch import nn
 
 from diffusion.core.config import ClassifierRun, RunConfig, VAERun
 from diffusion.core.models import build_denoiser
-from diffusion.embeddings.classifier import DigitClassifier
-from diffusion.embeddings.vae import ConvVAE
+from diffusion.core.models.classifier import DigitClassifier
+from diffusion.core.models.vae import ConvVAE
 
 
 @dataclass(frozen=True)
-class ModelKind:
+class StoredKind:
     """A card's ``kind``: the run-config class stored in the card, and the network it rebuilds."""
 
     config_type: type
     build: Callable[[Any], nn.Module]
 
 
-MODEL_KINDS: dict[str, ModelKind] = {
-    "denoiser": ModelKind(RunConfig, lambda run: build_denoiser(run.model)),
-    "vae": ModelKind(VAERun, lambda run: ConvVAE(run.model)),
-    "classifier": ModelKind(ClassifierRun, lambda run: DigitClassifier(run.model)),
+STORED_KINDS: dict[str, StoredKind] = {
+    "denoiser": StoredKind(RunConfig, lambda run: build_denoiser(run.model)),
+    "vae": StoredKind(VAERun, lambda run: ConvVAE(run.model)),
+    "classifier": StoredKind(ClassifierRun, lambda run: DigitClassifier(run.model)),
 }
+"""Every kind of model a card may name (what a sweep trains of each: ``jobs.kinds``)."""
 
 
 def kind_of(run: object) -> str:
     """The kind whose config type ``run`` is."""
-    for name, kind in MODEL_KINDS.items():
+    for name, kind in STORED_KINDS.items():
         if isinstance(run, kind.config_type):
             return name
-    raise TypeError(f"{type(run).__name__} is not the config of any model kind ({', '.join(MODEL_KINDS)})")
+    raise TypeError(f"{type(run).__name__} is not the config of any model kind ({', '.join(STORED_KINDS)})")

@@ -157,9 +157,9 @@ def tie_ranks(ratios: Sequence[float], lows: Sequence[float], highs: Sequence[fl
 def budget_matched(history: pd.DataFrame, models: Sequence[str] | None = None) -> BudgetMatched | None:
     """FD / floor of each model (of ``models``, default all) at the largest training budget, in images seen, that
     every one of them reached in a report with an FD (``trial_history``); None if some model has no such report."""
-    if history.empty or TRIAL_HISTORY.fd_ratio not in history.columns or TRIAL_HISTORY.images_seen not in history.columns:
+    if history.empty or TRIAL_HISTORY.ratio not in history.columns or TRIAL_HISTORY.images_seen not in history.columns:
         return None
-    scored = history[history[TRIAL_HISTORY.fd_ratio].notna() & history[TRIAL_HISTORY.images_seen].notna()]
+    scored = history[history[TRIAL_HISTORY.ratio].notna() & history[TRIAL_HISTORY.images_seen].notna()]
     wanted = list(dict.fromkeys(models if models is not None else scored[TRIAL_HISTORY.model]))
     reached = scored.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.images_seen].max()
     if not wanted or any(model not in reached.index for model in wanted):
@@ -167,14 +167,14 @@ def budget_matched(history: pd.DataFrame, models: Sequence[str] | None = None) -
     budget = int(reached[wanted].min())
     within = scored[scored[TRIAL_HISTORY.model].isin(wanted) & (scored[TRIAL_HISTORY.images_seen] <= budget)]
     last = within.loc[within.groupby([TRIAL_HISTORY.model, TRIAL_HISTORY.trial_id])[TRIAL_HISTORY.images_seen].idxmax()]
-    best = last.loc[last.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.fd_ratio].idxmin()].set_index(TRIAL_HISTORY.model)
+    best = last.loc[last.groupby(TRIAL_HISTORY.model)[TRIAL_HISTORY.ratio].idxmin()].set_index(TRIAL_HISTORY.model)
 
     def by_model(column: str) -> dict[str, float]:  # the chosen report's value per model, where it has one
         values = best[column].dropna() if column in best.columns else pd.Series(dtype=float)
         return {str(model): float(value) for model, value in values.items()}
 
-    return BudgetMatched(budget, by_model(TRIAL_HISTORY.fd_ratio), by_model(TRIAL_HISTORY.fd_ratio_low),
-                         by_model(TRIAL_HISTORY.fd_ratio_high))
+    return BudgetMatched(budget, by_model(TRIAL_HISTORY.ratio), by_model(TRIAL_HISTORY.ratio_low),
+                         by_model(TRIAL_HISTORY.ratio_high))
 
 
 def leaderboard(scores: pd.DataFrame, lineage: Lineage, embedding: str = "vae", sampler: str | None = None,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from diffusion.core.config import SamplerSetting
 from diffusion.core.images import grid_png, path_gif, paths_png
-from diffusion.core.samplers import denoising_paths, sample
+from diffusion.core.samplers import SamplerSetting, denoising_paths, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
@@ -24,9 +23,9 @@ def render_pictures(
 ) -> dict[str, str]:
     """Write the model's 50-image grid, 5 denoising paths (PNG, and safetensors for a step slider) and their GIF,
     sampled as ``setting`` says (its ``num_images`` is not used: the grid is always 50)."""
-    images = sample(model, schedule, 50, sampler=setting.sampler, steps=setting.steps, eta=setting.eta, seed=seed)
-    paths = denoising_paths(model, schedule, num_paths=5, snapshots=10, sampler=setting.sampler, steps=setting.steps,
-                            eta=setting.eta, seed=seed + 1)
+    setting = setting.resolve(schedule.timesteps)
+    images = sample(model, schedule, 50, setting, seed=seed)
+    paths = denoising_paths(model, schedule, setting, num_paths=5, snapshots=10, seed=seed + 1)
     models = ModelRegistry(store)
     return {
         "grid": models.write_model_file(name, "grid.png", grid_png(images)),

@@ -6,33 +6,25 @@ training run a user gets from ``python -m diffusion train``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from diffusion.core.config import RunConfig
 from diffusion.core.device import seeded
 from diffusion.core.losses import diffusion_loss
 from diffusion.core.models import build_denoiser
 from diffusion.core.schedules import NoiseSchedule
-from diffusion.core.training import Trainer
+from diffusion.core.training import Trainer, TrainingJob
 from diffusion.lab.datasets import load_dataset
 from diffusion.lab.store import LabStore
 
 
 @dataclass
-class DenoiserRun:
-    """A denoiser, its schedule and the trainer that fits it, built from one RunConfig."""
+class DenoiserRun(TrainingJob):
+    """A denoiser's run config, its schedule and the trainer that fits it, built from one RunConfig."""
 
-    run: RunConfig
-    schedule: NoiseSchedule
-    trainer: Trainer
-
-    @property
-    def ema_model(self) -> nn.Module:
-        """The EMA weights: what gets sampled, evaluated and exported."""
-        return self.trainer.ema.model
+    schedule: NoiseSchedule = field(kw_only=True)
 
 
 def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor | None = None,
@@ -45,4 +37,4 @@ def build_denoiser_run(run: RunConfig, device: torch.device, data: torch.Tensor 
     with seeded(run.train.seed):
         model = build_denoiser(run.model)
     loss = diffusion_loss(schedule, run.diffusion.loss_weighting, run.diffusion.min_snr_gamma, run.diffusion.noise_levels)
-    return DenoiserRun(run, schedule, Trainer(model, loss, images, run.train, device))
+    return DenoiserRun(run, Trainer(model, loss, images, run.train, device), schedule=schedule)

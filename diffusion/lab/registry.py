@@ -48,6 +48,7 @@ from diffusion.lab.table_log import part_name
 
 log = logging.getLogger(__name__)
 
+MODELS_FOLDER = "models"
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
 METRICS_DIR = "metrics"
@@ -91,7 +92,7 @@ class ModelRegistry:
     def model_path(self, name: str, filename: str = "") -> str:
         """Relative path of a model's folder, or of one file in it."""
         check_name(name, "model name")
-        return f"models/{name}/{filename}" if filename else f"models/{name}"
+        return f"{MODELS_FOLDER}/{name}/{filename}" if filename else f"{MODELS_FOLDER}/{name}"
 
     def export_model(self, name: str, model: nn.Module, run: Any, metrics: dict[str, Any] | None = None) -> ModelCard:
         """Save a model's weights, then its card (last, so readers never see half a model).
@@ -100,14 +101,22 @@ class ModelRegistry:
         """
         weights = weights_to_bytes(model)
         card = model_card(kind_of(run), model, run, weights, metrics)
-        with self.store.locked("models", check_name(name, "model name")):
+        with self.store.locked(MODELS_FOLDER, check_name(name, "model name")):
             self.store.write_bytes(self.model_path(name, WEIGHTS_FILE), weights)
             self.store.write_bytes(self.model_path(name, CARD_FILE), card.to_json())
         return card
 
+    def exists(self) -> bool:
+        """Whether the store has a ``models/`` folder at all (a lab that a job has written)."""
+        return self.store.exists(MODELS_FOLDER)
+
+    def entry_names(self) -> list[str]:
+        """The names under ``models/`` (sorted), hidden ones left out: models, or entries that say why they are not."""
+        return [n for n in self.store.list_dir(MODELS_FOLDER) if not n.startswith(".")]
+
     def model_entries(self) -> list[ModelEntry]:
         """Every entry under ``models/`` (sorted): its card, or why it is not a usable model."""
-        return [self.entry(name) for name in self.store.list_dir("models")]
+        return [self.entry(name) for name in self.store.list_dir(MODELS_FOLDER)]
 
     def entry(self, name: str) -> ModelEntry:
         """The entry ``models/<name>``: its card, or why it is not a usable model (never raises on a stray entry)."""
@@ -127,7 +136,7 @@ class ModelRegistry:
         """Names of the exported models (valid names with a card), optionally only of one ``kind``; never raises on stray entries."""
         if kind is not None:
             return [e.name for e in self.model_entries() if e.card is not None and e.card.kind == kind]
-        names = [n for n in self.store.list_dir("models") if NAME_PATTERN.match(n)]
+        names = [n for n in self.store.list_dir(MODELS_FOLDER) if NAME_PATTERN.match(n)]
         return [n for n in names if self.store.exists(self.model_path(n, CARD_FILE))]
 
     def read_card(self, name: str) -> ModelCard:
@@ -160,7 +169,7 @@ class ModelRegistry:
 
         ``expected_sha256``: the weights the metrics were measured on; StaleMetrics if the card's differ.
         """
-        with self.store.locked("models", check_name(name, "model name")):
+        with self.store.locked(MODELS_FOLDER, check_name(name, "model name")):
             card = self.read_card(name)
             if expected_sha256 is not None and card.weights_sha256 != expected_sha256:
                 raise StaleMetrics(

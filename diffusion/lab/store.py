@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +46,8 @@ from typing import Any
 import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
-from diffusion.lab.checkpoint import CheckpointError
-
+TUNE_FOLDER = "tune"
+LOG_FOLDER = "logs"
 LAB_ENV = "DIFFUSION_LAB"  # the lab store every command uses when --lab is not given
 NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 LOCK_TIMEOUT_S = 300.0
@@ -58,6 +59,10 @@ class LabStoreError(RuntimeError):
 
 class InvalidName(LabStoreError, ValueError):
     """A name that cannot be a path component of the store; the message says what is accepted."""
+
+
+class CheckpointError(RuntimeError):
+    """A model file that cannot be loaded; the message names the file and what is wrong."""
 
 
 class DamagedFile(LabStoreError, CheckpointError):
@@ -129,7 +134,19 @@ class LabStore:
 
     def tune_storage(self) -> str:
         """Ray Tune's ``storage_path`` inside this store."""
-        return self.uri("tune")
+        return self.uri(TUNE_FOLDER)
+
+    def experiment_uri(self, name: str) -> str:
+        """The URI of Tune experiment ``name`` (``<root>/tune/<name>``)."""
+        return self.uri(TUNE_FOLDER, check_name(name, "experiment name"))
+
+    def log_path(self, name: str) -> str:
+        """Relative path of a job's log file (``logs/<name>.log``)."""
+        return f"{LOG_FOLDER}/{check_name(name, 'log name')}.log"
+
+    def check_writable(self) -> None:
+        """Write a small probe file under ``tune/``: a store that cannot be written fails now, not after training."""
+        self.write_json(f"{TUNE_FOLDER}/.reachable", {"checked": time.time()})
 
     # ---- bytes ----------------------------------------------------------------------------
     def write_bytes(self, relpath: str, data: bytes) -> None:

@@ -40,6 +40,7 @@ from diffusion.lab.table_log import TableOp, fold, op_from_bytes, op_to_bytes, p
 
 log = logging.getLogger(__name__)
 
+TABLES_FOLDER = "tables"
 COMPACT_AFTER_S = 600.0  # parts older than this may be folded into a snapshot (object stores)
 COMPACT_MIN_PARTS = 16  # ... once at least this many of them have piled up
 
@@ -103,7 +104,9 @@ class TableSchema:
     """A result table: its name, the command that rewrites it, its columns and the key row updates replace by.
 
     ``prefixes``: columns whose name starts with one of them are accepted with any values (the
-    trials' config columns ``model.*``, ``train.*``, ...). Columns are attributes: ``SCORES.ratio``.
+    trials' config columns ``model.*``, ``train.*``, ...). ``renamed``: earlier names of columns
+    (old -> current), so a table written before a rename still reads. Columns are attributes:
+    ``SCORES.ratio``.
     """
 
     name: str
@@ -111,11 +114,13 @@ class TableSchema:
     columns: tuple[Column, ...]
     key: str | None = None
     prefixes: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name, "table name")
         names = [str(c) for c in self.columns]
-        shadowed = [n for n in names if hasattr(type(self), n) or n in ("name", "job", "columns", "key", "prefixes")]
+        shadowed = [n for n in names if hasattr(type(self), n) or n in ("name", "job", "columns", "key", "prefixes",
+                                                                         "renamed")]
         if len(set(names)) != len(names) or shadowed:
             raise ValueError(f"table {self.name!r}: duplicate columns, or columns named like a schema attribute {shadowed}")
         if self.key is not None and self.key not in names:
@@ -182,14 +187,14 @@ tables written before them."""
 TRIALS = TableSchema("trials", "python -m jobs.sweep", key="model", prefixes=("model.", "diffusion.", "train."), columns=(
     Column("model", "string"), Column("trial_id", "string"), Column("status", "string"), Column("error", "string"),
     Column("final_loss", "float"), Column("final_fd", "float"), Column("best_fd", "float"),
-    Column("best_step", "integer", nullable=True), Column("fd_floor", "float"),
+    Column("best_step", "integer", nullable=True), Column("floor_mean", "float"),
     Column("images_seen", "integer", nullable=True), Column("time_total_s", "float"),
     Column("node_id", "string", nullable=True), Column("device", "string", nullable=True),
     Column("checkpoint", "string", nullable=True), Column("trial_path", "string"),
     Column("is_best", "bool", optional=True), Column("fd_embedding", "string", nullable=True, optional=True),
     Column("steps_reached", "integer", nullable=True, optional=True),
     Column("planned_steps", "integer", nullable=True, optional=True),
-))
+), renamed=(("fd_floor", "floor_mean"),))
 """One row per sweep trial: its config (``model.*``, ``diffusion.*``, ``train.*``), status (``completed``, ``stopped by
 ASHA``, ``stopped by the budget-matched rung``, ``stopped early``, ``error``) with the steps it reached of those it
 planned, final and best FD."""
@@ -198,11 +203,11 @@ TRIAL_HISTORY = TableSchema("trial_history", "python -m jobs.sweep", key="model"
     Column("model", "string"), Column("trial_id", "string"),
     Column("step", "integer", optional=True), Column("images_seen", "integer", optional=True),
     Column("loss", "float", optional=True), Column("fd", "float", optional=True),
-    Column("fd_ratio", "float", optional=True), Column("fd_ratio_low", "float", optional=True),
-    Column("fd_ratio_high", "float", optional=True), Column("resumed", "bool", optional=True),
+    Column("ratio", "float", optional=True), Column("ratio_low", "float", optional=True),
+    Column("ratio_high", "float", optional=True), Column("resumed", "bool", optional=True),
     Column("time_total_s", "float", optional=True), Column("timestamp", "integer", optional=True),
     Column("node_id", "string", optional=True), Column("device", "string", optional=True),
-))
+), renamed=(("fd_ratio", "ratio"), ("fd_ratio_low", "ratio_low"), ("fd_ratio_high", "ratio_high")))
 """One row per trial report: the loss, and the FD where the report scored one, with its ratio to the floor and that
 ratio's 95% interval (``diffusion.metrics.uncertainty``)."""
 
@@ -261,13 +266,18 @@ class TableStore:
     def __repr__(self) -> str:
         return f"TableStore({self.store.root!r})"
 
+    @property
+    def location(self) -> str:
+        """The URI of the tables' folder (what the jobs print)."""
+        return self.store.uri(TABLES_FOLDER)
+
     def path(self, table: TableSchema) -> str:
         """Relative path of a table's Parquet file (on object stores: the merged view of its parts)."""
-        return f"tables/{check_name(table.name, 'table name')}.parquet"
+        return f"{TABLES_FOLDER}/{check_name(table.name, 'table name')}.parquet"
 
     def parts_path(self, table: TableSchema) -> str:
         """Relative path of a table's folder of row updates (object stores)."""
-        return f"tables/{check_name(table.name, 'table name')}.parts"
+        return f"{TABLES_FOLDER}/{check_name(table.name, 'table name')}.parts"
 
     def write(self, table: TableSchema, frame: pd.DataFrame) -> None:
         """Replace a whole table (the last writer wins); TableSchemaError if ``frame`` does not match the schema."""
@@ -300,7 +310,7 @@ class TableStore:
 
     def names(self) -> list[str]:
         """Names of the stored tables."""
-        names = self.store.list_dir("tables")
+        names = self.store.list_dir(TABLES_FOLDER)
         return sorted({n.rsplit(".", 1)[0] for n in names if n.endswith((".parquet", ".parts"))})
 
     def _part_paths(self, table: TableSchema) -> list[str]:
@@ -318,7 +328,8 @@ class TableStore:
             if data is None:  # removed after the listing by another writer: set aside, or folded into a snapshot
                 continue
             try:
-                ops.append((relpath, op_from_bytes(data)))
+                op = op_from_bytes(data)
+                ops.append((relpath, TableOp(op.rows.rename(columns=dict(table.renamed)), op.key, op.keys)))
             except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as error:  # ArrowInvalid is a ValueError
                 damaged = DamagedFile(f"{self.store.uri(relpath)} is damaged ({error}); rerun {table.job} to rewrite it")
                 if not set_aside_damaged:
@@ -338,7 +349,7 @@ class TableStore:
 
     def _commit(self, table: TableSchema, op: TableOp) -> None:
         if self.store.is_local:
-            with self.store.locked("tables", check_name(table.name, "table name")):
+            with self.store.locked(TABLES_FOLDER, check_name(table.name, "table name")):
                 ops = self._ops(table, set_aside_damaged=True) if op.key is not None else []
                 frame = op.apply(fold([o for _, o in ops]))
                 self.store.write_bytes(self.path(table), op_to_bytes(TableOp(frame)))

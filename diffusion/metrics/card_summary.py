@@ -2,7 +2,7 @@
 
 The dashboard's Samples and Denoising paths pages caption every picture through here, from what
 the card records (``jobs.sweep`` exports the training figures, ``jobs.evaluate`` adds the scores,
-``diffusion.metrics.evaluation.card_metrics``).
+``diffusion.metrics.model_scores.card_metrics``).
 """
 
 from __future__ import annotations

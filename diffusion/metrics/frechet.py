@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from diffusion.embeddings import Embedder
+
 
 @dataclass
 class GaussianStats:
@@ -71,6 +73,11 @@ class GaussianStats:
         if self.count < 2:
             raise ValueError(f"a covariance needs at least 2 samples, got {self.count}")
         return self.scatter / (self.count - 1)
+
+
+def feature_stats(embedder: Embedder, images: torch.Tensor, batch_size: int = 1000) -> GaussianStats:
+    """Mean and covariance of ``embedder``'s features of ``images``, streamed a batch at a time."""
+    return GaussianStats.stream(embedder.batches(images, batch_size))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ import pandas as pd
 import torch
 
 from diffusion.embeddings import Embedder
+from diffusion.lab.tables import ROBUSTNESS as R
+from diffusion.lab.tables import ROBUSTNESS_SUMMARY as S
 from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
-from diffusion.metrics.frechet import frechet_distance
+from diffusion.metrics.frechet import feature_stats, frechet_distance
 
 DEFAULT_SEVERITIES: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 DETECTION_SPREADS = 3.0
@@ -36,7 +38,7 @@ def robustness_curve(
     if n > len(real_test) or n > len(reference_pool):
         raise ValueError(f"n = {n} exceeds the test set ({len(real_test)}) or the reference pool ({len(reference_pool)})")
     functions = {name: get_corruption(name) for name in corruptions}
-    test_stats = {e.name: e.stats(real_test[:n]) for e in embedders}
+    test_stats = {e.name: feature_stats(e, real_test[:n]) for e in embedders}
     rows = []
     for seed in seeds:
         generator = torch.Generator().manual_seed(10_000 + seed)
@@ -45,17 +47,17 @@ def robustness_curve(
             for severity in severities:
                 images = corrupt(reference, float(severity), seed, other)
                 for embedder in embedders:
-                    fd = frechet_distance(embedder.stats(images), test_stats[embedder.name])
-                    rows.append({"corruption": corruption, "severity": float(severity), "embedding": embedder.name,
-                                 "seed": seed, "n": n, "fd": fd.fd, "mean_term": fd.mean_term,
-                                 "trace_term": fd.trace_term})
+                    fd = frechet_distance(feature_stats(embedder, images), test_stats[embedder.name])
+                    rows.append({R.corruption: corruption, R.severity: float(severity), R.embedding: embedder.name,
+                                 R.seed: seed, R.n: n, R.fd: fd.fd, R.mean_term: fd.mean_term,
+                                 R.trace_term: fd.trace_term})
     curve = pd.DataFrame(rows)
-    floors = curve[curve.severity == 0].groupby(["corruption", "embedding"]).fd.mean().rename("floor_mean")
-    curve = curve.join(floors, on=["corruption", "embedding"])
-    curve["ratio"] = curve.fd / curve.floor_mean
+    pair = [R.corruption, R.embedding]
+    curve = curve.join(curve[curve[R.severity] == 0].groupby(pair)[R.fd].mean().rename(R.floor_mean), on=pair)
+    curve[R.ratio] = curve[R.fd] / curve[R.floor_mean]
     identities = {e.name: e.identity for e in embedders}
-    curve["embedding_sha256"] = curve.embedding.map(lambda name: identities[name].sha256)
-    curve["embedding_trial"] = curve.embedding.map(lambda name: identities[name].trial_id)
+    curve[R.embedding_sha256] = curve[R.embedding].map(lambda name: identities[name].sha256)
+    curve[R.embedding_trial] = curve[R.embedding].map(lambda name: identities[name].trial_id)
     return curve
 
 
@@ -70,15 +72,15 @@ def robustness_summary(curve: pd.DataFrame) -> pd.DataFrame:
     from scipy.stats import spearmanr  # here, not at the top: importing scipy.stats costs every process 0.8 s
 
     rows = []
-    lineage = ["embedding_sha256", "embedding_trial"]
-    for (corruption, embedding, sha256, trial), group in curve.groupby(["corruption", "embedding", *lineage], sort=False):
-        levels = group.groupby("severity").fd.agg(["mean", "std"]).sort_index()
+    keys = [R.corruption, R.embedding, R.embedding_sha256, R.embedding_trial]
+    for (corruption, embedding, sha256, trial), group in curve.groupby(keys, sort=False):
+        levels = group.groupby(R.severity)[R.fd].agg(["mean", "std"]).sort_index()
         floor_mean, floor_std = float(levels.loc[0.0, "mean"]), float(levels.loc[0.0, "std"])
         rho = spearmanr(levels.index, levels["mean"]).statistic if len(levels) > 2 else float("nan")
         above = levels.index[(levels.index > 0) & (levels["mean"] > floor_mean + DETECTION_SPREADS * floor_std)]
-        rows.append({"corruption": corruption, "embedding": embedding, "floor_mean": floor_mean,
-                     "floor_std": floor_std, "monotonicity": float(rho),
-                     "detection_threshold": float(above.min()) if len(above) else float("nan"),
-                     "max_ratio": float(levels["mean"].iloc[-1] / floor_mean) if floor_mean > 0 else float("inf"),
-                     "embedding_sha256": sha256, "embedding_trial": trial})
+        rows.append({S.corruption: corruption, S.embedding: embedding, S.floor_mean: floor_mean,
+                     S.floor_std: floor_std, S.monotonicity: float(rho),
+                     S.detection_threshold: float(above.min()) if len(above) else float("nan"),
+                     S.max_ratio: float(levels["mean"].iloc[-1] / floor_mean) if floor_mean > 0 else float("inf"),
+                     S.embedding_sha256: sha256, S.embedding_trial: trial})
     return pd.DataFrame(rows)

@@ -22,7 +22,7 @@ import torch
 from diffusion.core.images import quantize_8bit
 from diffusion.embeddings import Embedder
 from diffusion.metrics.floor import Floor, fd_floor
-from diffusion.metrics.frechet import GaussianStats, frechet_distance
+from diffusion.metrics.frechet import GaussianStats, feature_stats, frechet_distance
 from diffusion.metrics.kid import kernel_distance
 from diffusion.metrics.manifold import Manifold, manifold_metrics
 from diffusion.metrics.uncertainty import BOOTSTRAP_DRAWS, bootstrap_fds, ratio_interval
@@ -117,7 +117,7 @@ class Scorer:
     def test_stats(self, n: int) -> GaussianStats:
         """Streamed statistics of the first ``n`` real test images (computed once per N)."""
         if n not in self._test_stats:
-            self._test_stats[n] = self.embedder.stats(self.real_test[:n])
+            self._test_stats[n] = feature_stats(self.embedder, self.real_test[:n])
         return self._test_stats[n]
 
     def real_manifold(self, n: int) -> Manifold:

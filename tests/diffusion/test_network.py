@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from diffusion.network import LISTEN_RANGE, _ephemeral_range, free_port, port_is_free
+from diffusion.network import LISTEN_RANGE, _ephemeral_range, free_port, free_ports, port_is_free
 
 
 def test_free_ports_lie_outside_the_ephemeral_range_and_can_be_bound() -> None:
@@ -17,3 +17,11 @@ def test_free_ports_lie_outside_the_ephemeral_range_and_can_be_bound() -> None:
             server.bind(("127.0.0.1", port))
             server.listen()
             assert not port_is_free(port)
+
+
+def test_ports_drawn_for_servers_side_by_side_are_distinct() -> None:
+    """Nothing binds a drawn port before its server starts, so a second draw could give it again: ``free_ports`` and
+    ``exclude`` rule that out (a Ray head's dashboard and agent ports once came out the same)."""
+    assert all(len(set(free_ports(6))) == 6 for _ in range(50))
+    taken = set(free_ports(3))
+    assert free_port(exclude=taken) not in taken

@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from diffusion.core.config import SamplerSetting, TrainConfig, VAERun
+from diffusion.core.config import TrainConfig, VAERun
 from diffusion.core.images import grid_png
+from diffusion.core.samplers import SamplerSetting
 from diffusion.embeddings.loading import current_embeddings
 from diffusion.embeddings.training import train_embedder
 from diffusion.lab.leaderboard import leaderboard
@@ -24,7 +25,7 @@ from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import SCORES, TableStore
 from jobs.evaluate import merge_scores
-from jobs.evaluation import compute_floors, evaluate_model
+from jobs.model_tasks import compute_floors, evaluate_model
 from jobs.presets import EvaluateSettings
 from tests.serve.client import CPU, call, call_full, detail, export_tiny, health, pixels
 from tests.servers import serve_app

@@ -20,7 +20,6 @@ from diffusion.core.config import (
     DiffusionConfig,
     RunConfig,
     SamplerName,
-    SamplerSetting,
     ScheduleName,
     TrainConfig,
     VAEConfig,
@@ -31,7 +30,7 @@ from diffusion.core.config import (
     to_dict,
 )
 from diffusion.core.models import DENOISERS
-from diffusion.core.samplers import SAMPLERS
+from diffusion.core.samplers import SAMPLERS, SamplerSetting
 from diffusion.core.schedules import SCHEDULES
 from diffusion.lab.datasets import DATASETS
 from tests.conftest import tiny_run

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from diffusion.lab.checkpoint import CheckpointError, config_differences, run_state_from_bytes, run_state_to_bytes
+from diffusion.lab.checkpoint import config_differences, run_state_from_bytes, run_state_to_bytes
+from diffusion.lab.store import CheckpointError
 from tests.diffusion.cli.test_cli import TINY, run
 
 

@@ -2,12 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion.core.config import ConfigError, DiffusionConfig, SamplerSetting, from_dict
+from diffusion.core.config import ConfigError, DiffusionConfig, from_dict
 from diffusion.core.models import build_denoiser, denoiser_config
 from diffusion.core.samplers import (
-    DEFAULT_STEPS,
     SAMPLERS,
-    default_steps,
+    SamplerSetting,
     denoising_paths,
     make_generator,
     sample,
@@ -15,6 +14,12 @@ from diffusion.core.samplers import (
     timestep_sequence,
 )
 from diffusion.core.schedules import NoiseSchedule
+
+
+def resolved(schedule: NoiseSchedule, sampler: str = "ddim", steps: int | None = None,
+             eta: float | None = None) -> SamplerSetting:
+    """A setting as the samplers take it: checked, then resolved against ``schedule``."""
+    return SamplerSetting(sampler, steps, eta).resolve(schedule.timesteps)  # type: ignore[arg-type]
 
 
 class OracleDenoiser(nn.Module):
@@ -42,9 +47,9 @@ def tiny() -> tuple[nn.Module, NoiseSchedule]:
 def test_a_fixed_seed_repeats_and_another_seed_differs(sampler: str, tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     model, schedule = tiny
     eta = 0.0 if sampler == "dpmpp2m" else 0.5  # the ODE solver is deterministic given x_T
-    a = sample(model, schedule, 6, sampler=sampler, steps=10, eta=eta, seed=3, precision="fp32")
-    b = sample(model, schedule, 6, sampler=sampler, steps=10, eta=eta, seed=3, precision="fp32")
-    c = sample(model, schedule, 6, sampler=sampler, steps=10, eta=eta, seed=4, precision="fp32")
+    a = sample(model, schedule, 6, resolved(schedule, sampler=sampler, steps=10, eta=eta), seed=3, precision="fp32")
+    b = sample(model, schedule, 6, resolved(schedule, sampler=sampler, steps=10, eta=eta), seed=3, precision="fp32")
+    c = sample(model, schedule, 6, resolved(schedule, sampler=sampler, steps=10, eta=eta), seed=4, precision="fp32")
     assert a.shape == (6, 1, 28, 28)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
@@ -53,16 +58,16 @@ def test_a_fixed_seed_repeats_and_another_seed_differs(sampler: str, tiny: tuple
 
 def test_batching_does_not_change_the_first_batch(tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     model, schedule = tiny
-    whole = sample(model, schedule, 4, steps=5, seed=1, batch_size=4, precision="fp32")
-    split = sample(model, schedule, 8, steps=5, seed=1, batch_size=4, precision="fp32")
+    whole = sample(model, schedule, 4, resolved(schedule, steps=5), seed=1, batch_size=4, precision="fp32")
+    split = sample(model, schedule, 8, resolved(schedule, steps=5), seed=1, batch_size=4, precision="fp32")
     torch.testing.assert_close(whole, split[:4])
 
 
 def test_ddim_with_eta_one_over_all_steps_is_ddpm(tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     """Song et al. 2021, eq. 16: eta = 1 gives DDPM's ancestral step with variance beta_tilde."""
     model, schedule = tiny
-    ddpm = sample(model, schedule, 4, sampler="ddpm", seed=7, precision="fp32", clip=False)
-    ddim = sample(model, schedule, 4, sampler="ddim", steps=schedule.timesteps, eta=1.0, seed=7, precision="fp32", clip=False)
+    ddpm = sample(model, schedule, 4, resolved(schedule, sampler="ddpm"), seed=7, precision="fp32", clip=False)
+    ddim = sample(model, schedule, 4, resolved(schedule, sampler="ddim", steps=schedule.timesteps, eta=1.0), seed=7, precision="fp32", clip=False)
     torch.testing.assert_close(ddpm, ddim, atol=1e-4, rtol=1e-4)
 
 
@@ -73,7 +78,7 @@ def test_with_a_perfect_denoiser_every_sampler_lands_on_the_data(sampler: str, s
     target = torch.linspace(-0.9, 0.9, 28 * 28).view(1, 1, 28, 28)
     oracle = OracleDenoiser(schedule, target)
     eta = 1.0 if sampler in ("ddpm", "dpmpp2m_sde") else 0.0
-    out = sample(oracle, schedule, 3, sampler=sampler, steps=steps, eta=eta, precision="fp32")
+    out = sample(oracle, schedule, 3, resolved(schedule, sampler=sampler, steps=steps, eta=eta), precision="fp32")
     torch.testing.assert_close(out, target.expand(3, -1, -1, -1), atol=1e-3, rtol=0)
 
 
@@ -115,13 +120,13 @@ def test_dpm_solver_converges_faster_than_ddim() -> None:
     schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=1000, schedule="cosine"))
     oracle = GaussianDenoiser(schedule, mean=0.1, std=0.3)
     run = {"num_images": 8, "seed": 0, "precision": "fp32", "clip": False}
-    exact = sample(oracle, schedule, sampler="ddim", steps=1000, **run)
-    error = {(name, steps): (sample(oracle, schedule, sampler=name, steps=steps, **run) - exact).abs().max().item()
+    exact = sample(oracle, schedule, setting=resolved(schedule, "ddim", 1000), **run)
+    error = {(name, steps): (sample(oracle, schedule, setting=resolved(schedule, name, steps), **run) - exact).abs().max().item()
              for name in ("ddim", "dpmpp2m") for steps in (10, 20, 50)}
     assert error["dpmpp2m", 20] < error["ddim", 20] / 2 and error["dpmpp2m", 50] < error["ddim", 50] / 4, error
     assert error["dpmpp2m", 20] < error["dpmpp2m", 10] / 2.5, error  # second order: half the step, a quarter of the error
     with pytest.raises(ConfigError, match="eta must be 0"):
-        sample(oracle, schedule, 2, sampler="dpmpp2m", eta=0.5)
+        sample(oracle, schedule, 2, resolved(schedule, sampler="dpmpp2m", eta=0.5))
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
@@ -129,11 +134,12 @@ def test_each_step_is_one_network_evaluation_and_no_steps_is_the_default(sampler
     schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=100))
     oracle = GaussianDenoiser(schedule, mean=0.1, std=0.2)
     eta = 0.0 if sampler == "dpmpp2m" else 1.0
-    sample(oracle, schedule, 2, sampler=sampler, steps=17, eta=eta, precision="fp32")
+    sample(oracle, schedule, 2, resolved(schedule, sampler=sampler, steps=17, eta=eta), precision="fp32")
     assert oracle.calls == 17
-    oracle.calls = 0  # denoising_paths leaves the steps to the sampler's own default
-    paths = denoising_paths(oracle, schedule, num_paths=2, snapshots=4, sampler=sampler, eta=eta, precision="fp32")
-    assert oracle.calls == default_steps(sampler, schedule) == (DEFAULT_STEPS[sampler] or schedule.timesteps)
+    oracle.calls = 0  # a setting without steps resolves to the sampler's own default
+    paths = denoising_paths(oracle, schedule, resolved(schedule, sampler, eta=eta), num_paths=2, snapshots=4,
+                            precision="fp32")
+    assert oracle.calls == resolved(schedule, sampler).steps == (SAMPLERS[sampler].default_steps or schedule.timesteps)
     assert len(paths.levels) == 4 and paths.levels[0] == schedule.timesteps - 1
 
 
@@ -143,9 +149,9 @@ def test_stacked_requests_get_the_images_each_gets_alone(sampler: str, eta: floa
     schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=100, schedule="cosine"))
     oracle = GaussianDenoiser(schedule, mean=0.1, std=0.2)
     requests = [(2, 11), (1, 12), (2, 11)]
-    stacked = sample_stacked(oracle, schedule, requests, sampler, steps=10, eta=eta, precision="fp32")
+    stacked = sample_stacked(oracle, schedule, requests, resolved(schedule, sampler, 10, eta), precision="fp32")
     for (n, seed), images in zip(requests, stacked):
-        alone = sample(oracle, schedule, n, sampler, steps=10, eta=eta, seed=seed, precision="fp32")
+        alone = sample(oracle, schedule, n, resolved(schedule, sampler=sampler, steps=10, eta=eta), seed=seed, precision="fp32")
         torch.testing.assert_close(images, alone, rtol=0, atol=1e-6)
     torch.testing.assert_close(stacked[2], stacked[0], rtol=0, atol=1e-6)  # the same request, the same images
     assert not torch.allclose(stacked[1], stacked[0][:1], atol=0.1)
@@ -153,9 +159,9 @@ def test_stacked_requests_get_the_images_each_gets_alone(sampler: str, eta: floa
 
 def test_the_sde_solver_at_eta_0_is_dpm_solver_2m(tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     model, schedule = tiny
-    ode = sample(model, schedule, 3, sampler="dpmpp2m", steps=10, seed=2, precision="fp32")
-    assert torch.equal(sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, eta=0.0, seed=2, precision="fp32"), ode)
-    assert not torch.allclose(sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, eta=1.0, seed=2,
+    ode = sample(model, schedule, 3, resolved(schedule, sampler="dpmpp2m", steps=10), seed=2, precision="fp32")
+    assert torch.equal(sample(model, schedule, 3, resolved(schedule, sampler="dpmpp2m_sde", steps=10, eta=0.0), seed=2, precision="fp32"), ode)
+    assert not torch.allclose(sample(model, schedule, 3, resolved(schedule, "dpmpp2m_sde", 10, 1.0), seed=2,
                                      precision="fp32"), ode)
 
 
@@ -166,15 +172,15 @@ def test_a_setting_without_eta_takes_its_samplers_own_so_the_sde_solver_is_not_s
     assert from_dict(SamplerSetting, {"sampler": "dpmpp2m_sde", "steps": 20}).eta == 1.0  # a preset's entry
     assert SamplerSetting("dpmpp2m_sde", 20, 0.25).eta == 0.25  # a given eta is kept
     model, schedule = tiny
-    sde = sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, seed=2, precision="fp32")
-    assert torch.equal(sde, sample(model, schedule, 3, sampler="dpmpp2m_sde", steps=10, eta=1.0, seed=2, precision="fp32"))
-    ddim = sample(model, schedule, 3, sampler="ddim", steps=10, seed=2, precision="fp32")
-    assert torch.equal(ddim, sample(model, schedule, 3, sampler="ddim", steps=10, eta=0.0, seed=2, precision="fp32"))
+    sde = sample(model, schedule, 3, resolved(schedule, sampler="dpmpp2m_sde", steps=10), seed=2, precision="fp32")
+    assert torch.equal(sde, sample(model, schedule, 3, resolved(schedule, sampler="dpmpp2m_sde", steps=10, eta=1.0), seed=2, precision="fp32"))
+    ddim = sample(model, schedule, 3, resolved(schedule, sampler="ddim", steps=10), seed=2, precision="fp32")
+    assert torch.equal(ddim, sample(model, schedule, 3, resolved(schedule, sampler="ddim", steps=10, eta=0.0), seed=2, precision="fp32"))
 
 
 def _moment_errors(model: nn.Module, schedule: NoiseSchedule, sampler: str, steps: int, eta: float) -> tuple[float, float]:
     """|mean - 0.1| and |std - 0.2| of 100 images: 78,400 independent pixels, each measured to about 7e-4."""
-    x = sample(model, schedule, 100, sampler, steps, eta, seed=0, precision="fp32", clip=False).double()
+    x = sample(model, schedule, 100, resolved(schedule, sampler=sampler, steps=steps, eta=eta), seed=0, precision="fp32", clip=False).double()
     return abs(x.mean().item() - 0.1), abs(x.std().item() - 0.2)
 
 
@@ -205,6 +211,17 @@ def test_the_sde_solver_forgets_an_error_of_the_noisy_levels_that_the_ode_solver
     assert sde < ode / 4, (sde, ode)
 
 
+def test_a_setting_resolves_its_steps_against_the_schedule_once_and_the_samplers_take_only_resolved_ones(
+        tiny: tuple[nn.Module, NoiseSchedule]) -> None:
+    model, schedule = tiny  # T = 40
+    assert [SamplerSetting(name).resolve(40).steps for name in SAMPLERS] == [40, 40, 20, 30]  # at most T
+    assert SamplerSetting("ddim", 7).resolve(40) == SamplerSetting("ddim", 7).resolve(40).resolve(40)
+    with pytest.raises(ConfigError, match=r"steps must be between 1 and 40 \(the schedule's T\), got 41"):
+        SamplerSetting("ddim", 41).resolve(40)
+    with pytest.raises(ConfigError, match="resolve it against the schedule first"):
+        sample(model, schedule, 1, SamplerSetting("ddpm"))
+
+
 def test_timestep_sequence_starts_at_pure_noise_and_descends() -> None:
     assert timestep_sequence(1000, 4) == [999, 666, 333, 0]
     assert timestep_sequence(10, 10) == list(range(9, -1, -1))
@@ -216,25 +233,25 @@ def test_sampling_does_not_touch_the_global_rng_or_the_training_mode(tiny: tuple
     model, schedule = tiny
     model.train()
     state = torch.get_rng_state()
-    sample(model, schedule, 2, steps=3, seed=0)
+    sample(model, schedule, 2, resolved(schedule, steps=3), seed=0)
     assert torch.equal(state, torch.get_rng_state())
     assert model.training
 
 
 def test_denoising_paths_keep_evenly_spaced_snapshots(tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     model, schedule = tiny
-    paths = denoising_paths(model, schedule, num_paths=5, snapshots=4, sampler="ddpm", seed=0, precision="fp32")
+    paths = denoising_paths(model, schedule, resolved(schedule, "ddpm"), num_paths=5, snapshots=4, seed=0, precision="fp32")
     assert paths.x_t.shape == (5, 4, 1, 28, 28) and paths.x0.shape == (5, 4, 1, 28, 28)
     assert paths.levels[0] == schedule.timesteps - 1 and paths.levels == sorted(paths.levels, reverse=True)
     assert paths.final.shape == (5, 1, 28, 28)
-    again = denoising_paths(model, schedule, num_paths=5, snapshots=4, sampler="ddpm", seed=0, precision="fp32")
+    again = denoising_paths(model, schedule, resolved(schedule, "ddpm"), num_paths=5, snapshots=4, seed=0, precision="fp32")
     assert torch.equal(paths.final, again.final)
 
 
 def test_unknown_sampler_names_the_accepted_ones(tiny: tuple[nn.Module, NoiseSchedule]) -> None:
     model, schedule = tiny
     with pytest.raises(ConfigError, match="unknown sampler 'euler'; accepted: ddpm, ddim, dpmpp2m, dpmpp2m_sde$"):
-        sample(model, schedule, 1, sampler="euler")
+        sample(model, schedule, 1, resolved(schedule, sampler="euler"))
 
 
 def test_generator_lives_on_the_requested_device() -> None:
@@ -244,9 +261,10 @@ def test_generator_lives_on_the_requested_device() -> None:
 def test_an_exact_denoiser_samples_the_same_under_edm_preconditioning_as_under_eps() -> None:
     """EDM's parameterisation changes what the network outputs and is fed, not the ODE: the same exact denoiser
     reaches the same samples (Karras et al. 2022, section 5)."""
-    run = {"num_images": 8, "seed": 0, "precision": "fp32", "clip": False, "sampler": "dpmpp2m", "steps": 20}
+    run = {"num_images": 8, "seed": 0, "precision": "fp32", "clip": False}
     found = {}
     for prediction in ("eps", "edm"):
         schedule = NoiseSchedule.from_config(DiffusionConfig(timesteps=1000, schedule="cosine", prediction=prediction))
-        found[prediction] = sample(GaussianDenoiser(schedule, mean=0.1, std=0.3), schedule, **run)
+        found[prediction] = sample(GaussianDenoiser(schedule, mean=0.1, std=0.3), schedule,
+                                   setting=resolved(schedule, "dpmpp2m", 20), **run)
     torch.testing.assert_close(found["edm"], found["eps"], atol=1e-4, rtol=1e-4)

@@ -16,6 +16,7 @@ from diffusion.lab.store import LabStore
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, TableStore
 from diffusion.metrics.corruptions import CORRUPTIONS, get_corruption
 from diffusion.metrics.floor import fd_floor
+from diffusion.metrics.frechet import GaussianStats, feature_stats
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
 from diffusion.metrics.scoring import Scorer
 
@@ -69,8 +70,8 @@ def test_embedding_dimensions(embedders: list) -> None:
 @pytest.mark.slow
 def test_streamed_statistics_of_image_batches_equal_the_whole_set(embedders: list) -> None:
     images = load_embedded_mnist("test").images
-    whole = embedders[0].stats(images)
-    streamed = embedders[0].stream_stats(images.split(96))
+    whole = GaussianStats.of(embedders[0](images))
+    streamed = feature_stats(embedders[0], images, batch_size=96)
     assert streamed.count == whole.count == 1000
     np.testing.assert_allclose(streamed.covariance, whole.covariance, rtol=1e-9, atol=1e-12)
 
@@ -78,11 +79,11 @@ def test_streamed_statistics_of_image_batches_equal_the_whole_set(embedders: lis
 def test_embedder_training_resumes_exactly() -> None:
     run = VAERun(train=TrainConfig(steps=6, batch_size=32, warmup_steps=1, precision="fp32"))
     data = load_embedded_mnist("train")
-    straight = build_embedder_job(run, CPU, (data.images[:256], data.labels[:256])).trainer
+    straight = build_embedder_job("vae", run, CPU, (data.images[:256], data.labels[:256])).trainer
     straight.fit()
-    first = build_embedder_job(run, CPU, (data.images[:256], data.labels[:256])).trainer
+    first = build_embedder_job("vae", run, CPU, (data.images[:256], data.labels[:256])).trainer
     first.fit(until=3)
-    second = build_embedder_job(run, CPU, (data.images[:256], data.labels[:256])).trainer
+    second = build_embedder_job("vae", run, CPU, (data.images[:256], data.labels[:256])).trainer
     second.load_state(first.save_state())
     second.fit()
     for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):

@@ -137,7 +137,7 @@ def test_the_board_marks_ties_and_shows_each_interval() -> None:
 
 
 def history(model: str, trial: str, images: list[int], ratios: list[float]) -> list[dict]:
-    return [{"model": model, "trial_id": trial, "images_seen": i, "fd_ratio": r} for i, r in zip(images, ratios)]
+    return [{"model": model, "trial_id": trial, "images_seen": i, "ratio": r} for i, r in zip(images, ratios)]
 
 
 def test_the_budget_matched_column_takes_every_models_ratio_at_the_largest_budget_all_reached() -> None:
@@ -146,7 +146,7 @@ def test_the_budget_matched_column_takes_every_models_ratio_at_the_largest_budge
         *history("a", "a2", [100, 200], [8.0, 6.0]),
         *history("b", "b1", [100, 200, 250], [7.0, 4.0, 3.5]),  # reached 250: the budget; its best trial there
         *history("b", "b2", [100], [6.5]),
-        {"model": "a", "trial_id": "a1", "images_seen": 50, "fd_ratio": float("nan")},  # a report without an FD
+        {"model": "a", "trial_id": "a1", "images_seen": 50, "ratio": float("nan")},  # a report without an FD
     ])
     budget = budget_matched(table)
     assert budget is not None and budget.images == 250 and budget.ratios == {"a": 5.0, "b": 3.5}
@@ -165,7 +165,7 @@ def test_the_budget_matched_column_carries_the_interval_of_the_report_it_takes()
     table = pd.DataFrame([
         *history("a", "a1", [100, 200], [9.0, 5.0]), *history("a", "a2", [100, 200], [8.0, 6.0]),
         *history("b", "b1", [100, 200], [7.0, 4.0]),
-    ]).assign(fd_ratio_low=lambda t: t.fd_ratio * 0.8, fd_ratio_high=lambda t: t.fd_ratio * 1.25)
+    ]).assign(ratio_low=lambda t: t.ratio * 0.8, ratio_high=lambda t: t.ratio * 1.25)
     budget = budget_matched(table)
     assert budget is not None and budget.ratios == {"a": 5.0, "b": 4.0}
     assert budget.lows == {"a": 4.0, "b": 3.2} and budget.highs == {"a": 6.25, "b": 5.0}  # a1's, not a2's

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from diffusion.core.models import build_denoiser
-from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.registry import ModelRegistry
-from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics
+from diffusion.lab.store import CheckpointError, LabStore, LabStoreError, StaleMetrics
 from tests.conftest import tiny_run
 
 

@@ -22,7 +22,7 @@ from diffusion.lab.tables import (
     TableSchemaError,
     TableStore,
 )
-from diffusion.metrics.evaluation import ScoreRow
+from diffusion.metrics.model_scores import ScoreRow
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
 from tests.diffusion.lab.small_tables import LEADERBOARD, SCORES_FD, TRIALS_ID
 
@@ -121,7 +121,7 @@ def test_missing_values_are_accepted_where_the_writers_leave_them(tables: TableS
     trials = sample(TRIALS, best_fd=[None, None], best_step=[None, 40], checkpoint=[None, "s3://x"], node_id=[None, None],
                     is_best=[True, None]).drop(columns=[TRIALS.is_best])
     tables.update(TRIALS, trials)
-    history = sample(TRIAL_HISTORY, fd=[None, 2.0], fd_ratio=[None, 3.0]).drop(columns=[TRIAL_HISTORY.timestamp])
+    history = sample(TRIAL_HISTORY, fd=[None, 2.0], ratio=[None, 3.0]).drop(columns=[TRIAL_HISTORY.timestamp])
     tables.update(TRIAL_HISTORY, history)
     tables.update(TRIAL_HISTORY, pd.DataFrame(), keys=["a"])  # a sweep without reports removes its models' rows
     assert tables.read(SCORES)[SCORES.images_seen].isna().tolist() == [False, True]

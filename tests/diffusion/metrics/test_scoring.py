@@ -7,14 +7,14 @@ import dataclasses
 import pytest
 import torch
 
-from diffusion.core.config import SamplerSetting
 from diffusion.core.models import build_denoiser
+from diffusion.core.samplers import SamplerSetting
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings import Embedder, pixel_embedder
 from diffusion.lab.checkpoint import model_card, weights_to_bytes
 from diffusion.lab.datasets import RealSets, load_embedded_mnist
 from diffusion.lab.lineage import EmbeddingId
-from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics, plan_sampling, score_model
+from diffusion.metrics.model_scores import ScoreRow, best_row, card_metrics, evaluations, plan_sampling, score_model
 from diffusion.metrics.scoring import MANIFOLD_FIELDS, Scorer, real_floor
 from tests.conftest import tiny_run
 
@@ -47,14 +47,14 @@ def test_score_model_gives_one_row_per_setting_and_embedding_with_the_floor_at_t
     model = build_denoiser(run.model)
     card = model_card("denoiser", model, run, weights_to_bytes(model), {"train_seconds": 3, "images_seen": 320})
     schedule = NoiseSchedule.from_config(run.diffusion)
-    plans = [plan_sampling(SamplerSetting("ddim", 3), schedule, 40, len(real.test)),
-             plan_sampling(SamplerSetting("ddpm", num_images=500), schedule, 40, 24)]
-    assert (plans[0].n, plans[1].steps, plans[1].n) == (40, 50, 24)  # ddpm: all T steps; N at most the test size
+    plans = [plan_sampling(SamplerSetting("ddim", 3), schedule.timesteps, 40, len(real.test)),
+             plan_sampling(SamplerSetting("ddpm", num_images=500), schedule.timesteps, 40, 24)]
+    assert (plans[0].num_images, plans[1].steps, plans[1].num_images) == (40, 50, 24)  # ddpm: all T steps; N at most the test size
     scorers = [Scorer(embedder, real.test, real.pool, floor_draws=2) for embedder in (pixel_embedder(), projection_embedder("proj"))]
     done: list[int] = []
     rows = score_model("tiny", model, card, schedule, plans, scorers, seed=1, progress=done.append)
 
-    assert sum(done) == sum(p.evaluations for p in plans) == 40 * 3 + 24 * 50
+    assert sum(done) == sum(map(evaluations, plans)) == 40 * 3 + 24 * 50
     assert [(r.sampler, r.steps, r.n, r.embedding) for r in rows] == [
         ("ddim", 3, 40, "pixels"), ("ddim", 3, 40, "proj"), ("ddpm", 50, 24, "pixels"), ("ddpm", 50, 24, "proj")]
     assert [f.name for f in dataclasses.fields(ScoreRow)] == list(dataclasses.asdict(rows[0]))

@@ -8,17 +8,17 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusion.core.config import SamplerSetting
 from diffusion.core.images import quantize_8bit, to_model_range
 from diffusion.core.models import build_denoiser
+from diffusion.core.samplers import SamplerSetting
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings import pixel_embedder
 from diffusion.lab.checkpoint import model_card, weights_to_bytes
 from diffusion.lab.datasets import RealSets, load_embedded_mnist
 from diffusion.lab.leaderboard import leaderboard, lineage_of
-from diffusion.metrics.evaluation import plan_sampling, score_model
 from diffusion.metrics.floor import Floor
 from diffusion.metrics.frechet import GaussianStats
+from diffusion.metrics.model_scores import plan_sampling, score_model
 from diffusion.metrics.scoring import Scorer
 from diffusion.metrics.uncertainty import bootstrap_fds, ratio_interval
 from tests.conftest import tiny_run
@@ -66,7 +66,7 @@ def test_two_copies_of_one_model_come_out_tied_and_a_worse_model_does_not(real: 
     model = build_denoiser(run.model)
     card = model_card("denoiser", model, run, weights_to_bytes(model), {"train_seconds": 1, "images_seen": 80})
     schedule = NoiseSchedule.from_config(run.diffusion)
-    plan = plan_sampling(SamplerSetting("ddim", 4), schedule, 150, len(real.test))
+    plan = plan_sampling(SamplerSetting("ddim", 4), schedule.timesteps, 150, len(real.test))
     scorer = Scorer(pixel_embedder(), real.test, real.pool, floor_draws=3)
     rows = [*score_model("copy_a", model, card, schedule, [plan], [scorer], seed=0),
             *score_model("copy_b", model, card, schedule, [plan], [scorer], seed=1)]  # other samples, same weights

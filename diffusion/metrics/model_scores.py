@@ -1,22 +1,23 @@
 """Score a model: sample it once per sampler setting, score the samples in every embedding, one row each.
 
-The one scoring path of the lab: the ``score`` command, the evaluation job and (through
-``Scorer``) the sweep's trials all use it, so an FD and its floor mean the same everywhere.
-FD as in Heusel et al. 2017, next to the real-vs-real floor at the same N; KID as in
-Binkowski et al. 2018. ``card_metrics`` is the one rule for what a model's card records.
+The one scoring path of the lab: the ``score`` command, the evaluation job, the sweep's trials
+and the benchmarks all sample and score through ``sample_and_score``, so an FD and its floor mean
+the same everywhere. FD as in Heusel et al. 2017, next to the real-vs-real floor at the same N;
+KID as in Binkowski et al. 2018. ``card_metrics`` is the one rule for what a model's card records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+import torch
 from torch import nn
 
-from diffusion.core.config import SamplerSetting
-from diffusion.core.samplers import default_steps, sample
+from diffusion.core.samplers import SamplerSetting, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.lab.checkpoint import ModelCard
 from diffusion.lab.leaderboard import best_scores, lineage_of
@@ -26,35 +27,33 @@ CARD_EMBEDDING = "vae"
 """The embedding whose chosen row gives the card's ``fd_n`` and ``fd_sampler`` (the leaderboard's default)."""
 
 
-@dataclass(frozen=True)
-class SamplingPlan:
-    """One sampler setting as scored: the step count filled in and the sample size N."""
-
-    sampler: str
-    steps: int
-    eta: float
-    n: int
-
-    @property
-    def evaluations(self) -> int:
-        """Network evaluations of one image times images: what the progress callback counts up to."""
-        return self.n * self.steps
-
-    @property
-    def label(self) -> str:
-        """``sampler-steps``, as cards and logs name a setting."""
-        return f"{self.sampler}-{self.steps}"
+def plan_sampling(setting: SamplerSetting, timesteps: int, num_images: int, test_size: int) -> SamplerSetting:
+    """``setting`` resolved for a schedule of ``timesteps`` levels, with its sample size N: its own ``num_images`` or
+    else the caller's, at most the real test set's size (an FD at N compares N samples with N real digits)."""
+    return dataclasses.replace(setting.resolve(timesteps), num_images=min(setting.num_images or num_images, test_size))
 
 
-def sample_count(setting: SamplerSetting, num_images: int, test_size: int) -> int:
-    """N of one setting: its own ``num_images`` or else the caller's, at most the real test set's size."""
-    return min(setting.num_images or num_images, test_size)
+def evaluations(setting: SamplerSetting) -> int:
+    """Network evaluations of a planned setting (images x steps): what a progress bar counts up to."""
+    assert setting.steps is not None and setting.num_images is not None, "plan the setting first (plan_sampling)"
+    return setting.num_images * setting.steps
 
 
-def plan_sampling(setting: SamplerSetting, schedule: NoiseSchedule, num_images: int, test_size: int) -> SamplingPlan:
-    """``setting`` resolved for ``schedule``: steps None is the sampler's default; N as ``sample_count``."""
-    return SamplingPlan(setting.sampler, setting.steps or default_steps(setting.sampler, schedule), setting.eta,
-                        sample_count(setting, num_images, test_size))
+def sample_and_score(model: nn.Module, schedule: NoiseSchedule, setting: SamplerSetting, scorers: Sequence[Scorer],
+                     seed: int = 0, progress: Callable[[int], None] | None = None, kid: bool = True,
+                     manifold: bool = True, batch_size: int = 500) -> tuple[list[Score], float]:
+    """``setting.num_images`` samples of a planned ``setting`` (``plan_sampling``), scored in every scorer's
+    embedding; with the seconds the sampling took (the device synchronised). KID and the manifold figures may be
+    skipped (a sweep's trial)."""
+    if not scorers:
+        raise ValueError("sample_and_score needs at least one scorer (embedding)")
+    assert setting.num_images is not None, "plan the setting first (plan_sampling)"
+    start = time.perf_counter()
+    images = sample(model, schedule, setting.num_images, setting, seed, batch_size=batch_size, progress=progress)
+    if images.is_cuda:
+        torch.cuda.synchronize(images.device)
+    seconds = time.perf_counter() - start
+    return [scorer.score(images, kid=kid, manifold=manifold) for scorer in scorers], seconds
 
 
 @dataclass(frozen=True)
@@ -77,28 +76,25 @@ class ScoreRow(Score):
     embedding_trial: str  # the Tune trial that embedding came from ("" if none)
 
 
-def score_model(name: str, model: nn.Module, card: ModelCard, schedule: NoiseSchedule, plans: Sequence[SamplingPlan],
-                scorers: Sequence[Scorer], seed: int = 0,
+def score_model(name: str, model: nn.Module, card: ModelCard, schedule: NoiseSchedule,
+                settings: Sequence[SamplerSetting], scorers: Sequence[Scorer], seed: int = 0,
                 progress: Callable[[int], None] | None = None) -> list[ScoreRow]:
-    """One row per (plan, scorer): each plan's N images sampled once (timed) and scored in every embedding.
+    """One row per (setting, scorer): each planned setting's N images sampled once (timed) and scored in every
+    embedding.
 
     ``card`` is the card of the weights in ``model``; ``progress`` gets the network evaluations
-    done (``SamplingPlan.evaluations`` in all).
+    done (``evaluations`` of every setting in all).
     """
-    if not scorers:
-        raise ValueError("score_model needs at least one scorer (embedding)")
     device = next(model.parameters()).device.type
     train_seconds, images_seen = card.metrics.get("train_seconds"), card.metrics.get("images_seen")
     rows = []
-    for plan in plans:
-        start = time.perf_counter()
-        images = sample(model, schedule, plan.n, plan.sampler, plan.steps, plan.eta, seed, progress=progress)
-        seconds = time.perf_counter() - start
-        for scorer in scorers:
-            score, identity = scorer.score(images), scorer.embedder.identity
+    for setting in settings:
+        scores, seconds = sample_and_score(model, schedule, setting, scorers, seed, progress)
+        for score, scorer in zip(scores, scorers):
+            identity, n = scorer.embedder.identity, setting.num_images
             rows.append(ScoreRow(
-                model=name, arch=str(card.config["model"]["arch"]), sampler=plan.sampler, steps=plan.steps,
-                eta=plan.eta, **asdict(score), seconds_per_image=seconds / plan.n, images_per_s=plan.n / seconds,
+                model=name, arch=str(card.config["model"]["arch"]), sampler=setting.sampler, steps=setting.steps,
+                eta=setting.eta, **asdict(score), seconds_per_image=seconds / n, images_per_s=n / seconds,
                 parameters=card.parameters, weights_sha256=card.weights_sha256,
                 train_seconds=None if train_seconds is None else float(train_seconds),
                 images_seen=None if images_seen is None else int(images_seen), device=device,

@@ -1,4 +1,4 @@
-"""``python -m diffusion train-embedding | score | robustness``: the evaluation science without Ray.
+"""``python -m diffusion train-embedding | score | robustness``: the measuring commands, the evaluation science without Ray.
 
 The Ray jobs run the same functions at scale; these commands reproduce the README's numbers
 on one machine.
@@ -17,19 +17,20 @@ from diffusion.core.config import DataConfig, replace
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.core.training import Trainer, TrainProgress
 from diffusion.embeddings.loading import load_embedder
-from diffusion.embeddings.training import EMBEDDER_RUNS, train_embedder
+from diffusion.embeddings.training import train_embedder
 from diffusion.lab.datasets import load_real_sets, load_sklearn_digits
+from diffusion.lab.kinds import STORED_KINDS
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TableStore
-from diffusion.metrics.evaluation import card_metrics, plan_sampling, score_model
+from diffusion.metrics.model_scores import card_metrics, evaluations, plan_sampling, score_model
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
 from diffusion.metrics.scoring import Scorer
 
 
 def train_embedding_command(store: LabStore, args: argparse.Namespace, device: torch.device) -> int:
     """Train the VAE or the classifier on the train split and store it under its kind's name."""
-    run = EMBEDDER_RUNS[args.kind](data=DataConfig(dataset=args.dataset))
+    run = STORED_KINDS[args.kind].config_type(data=DataConfig(dataset=args.dataset))
     if args.steps is not None:
         run = replace(run, **{"train.steps": args.steps})
     name = args.name or args.kind
@@ -52,9 +53,9 @@ def score_command(store: LabStore, args: argparse.Namespace, device: torch.devic
     stored = models.load_denoiser(args.name, device)
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     real = load_real_sets(stored.run.data.dataset, store)
-    plan = plan_sampling(args.setting, schedule, args.num_images, len(real.test))  # checked where the flags were read
+    plan = plan_sampling(args.setting, schedule.timesteps, args.num_images, len(real.test))
     scorers = [Scorer(load_embedder(name, store, device), real.test, real.pool, seed=args.seed) for name in args.embeddings]
-    with tqdm(total=plan.evaluations, unit="eval", desc=f"sample {args.name} {plan.label}", dynamic_ncols=True) as bar:
+    with tqdm(total=evaluations(plan), unit="eval", desc=f"sample {args.name} {plan.label}", dynamic_ncols=True) as bar:
         rows = score_model(args.name, stored.model, stored.card, schedule, [plan], scorers, args.seed, bar.update)
     table = pd.DataFrame(rows)
     shown = [SCORES.embedding, SCORES.n, SCORES.fd, SCORES.floor_mean, SCORES.floor_std, SCORES.ratio, SCORES.kid_mean]
@@ -75,6 +76,6 @@ def robustness_command(store: LabStore, args: argparse.Namespace, device: torch.
     tables.write(ROBUSTNESS, curve)
     tables.write(ROBUSTNESS_SUMMARY, summary)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"{len(curve)} rows in {time.perf_counter() - start:.0f} s -> {store.uri('tables')}")
+    print(f"{len(curve)} rows in {time.perf_counter() - start:.0f} s -> {TableStore(store).location}")
     return 0
 
