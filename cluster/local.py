@@ -125,7 +125,11 @@ def up(args: argparse.Namespace) -> int:
                "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={args.dashboard_port}",
                "--disable-usage-stats"]
     chosen = {"dashboard-agent-listen-port": args.agent_port, "ray-client-server-port": args.client_port}
-    ports = {flag: chosen[flag] or (default if port_is_free(default) else free_port()) for flag, default in FIXED_PORTS.items()}
+    taken = {args.port, args.dashboard_port, *(port for port in chosen.values() if port)}
+    ports = {}
+    for flag, default in FIXED_PORTS.items():  # none the same as another server's port, which nothing binds yet
+        ports[flag] = chosen[flag] or (default if default not in taken and port_is_free(default) else free_port(exclude=taken))
+        taken.add(ports[flag])
     command += [f"--{flag}={port}" for flag, port in ports.items()]  # a second head here must not collide with the first
     if args.num_cpus is not None:
         command.append(f"--num-cpus={args.num_cpus}")

@@ -61,7 +61,7 @@ def lineage(root: str) -> Lineage:
     lab = store(root)
     cards = ModelRegistry(lab)
     try:
-        signatures = tuple(lab.signature(cards.model_path(kind, CARD_FILE)) for kind in EMBEDDINGS.values() if kind)
+        signatures = tuple(lab.signature(cards.model_path(kind, CARD_FILE)) for kind in EMBEDDINGS.values() if isinstance(kind, str))
         return _read_lineage(root, signatures)
     except (LabStoreError, OSError) as error:
         raise LabUnavailable(f"cannot read the embeddings' cards in {root!r}: {error}") from error

@@ -25,9 +25,8 @@ from ray import tune
 from ray.tune.search.variant_generator import parse_spec_vars
 
 from diffusion.lab.store import LabStore, LabStoreError
+from diffusion.lab.tables import TRIAL_HISTORY as H  # a report's keys are the history's columns
 
-LOG_FOLDER = "logs"
-"""Where the job logs live in the lab store."""
 LOCAL_COPIES = "~/.cache/diffusion-lab/logs"
 """Where a job writes its log while it runs when the lab is on an object store."""
 TRIAL_LINE_EVERY_S = 30.0
@@ -51,13 +50,13 @@ def job_log(store: LabStore, job: str) -> Iterator[str]:
     """Send the driver's Ray logging, Python warnings and Tune's tables to a new log file in the lab while open;
     print where it is at the start and the end. Yields its URI (where it ends up)."""
     name = f"{job}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    folder = store.path(LOG_FOLDER) if store.is_local else os.path.expanduser(LOCAL_COPIES)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{name}.log")
-    if os.path.exists(path):  # two jobs in the same second
+    local = (lambda n: store.path(store.log_path(n))) if store.is_local else (
+        lambda n: os.path.join(os.path.expanduser(LOCAL_COPIES), os.path.basename(store.log_path(n))))
+    if os.path.exists(local(name)):  # two jobs in the same second
         name = f"{name}-{os.getpid()}"
-        path = os.path.join(folder, f"{name}.log")
-    uri = store.uri(LOG_FOLDER, f"{name}.log")
+    path = local(name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    uri = store.uri(store.log_path(name))
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
     root, ray_logger = logging.getLogger(), logging.getLogger("ray")  # "ray" does not propagate to the root
@@ -82,7 +81,7 @@ def job_log(store: LabStore, job: str) -> Iterator[str]:
         if not store.is_local:
             try:
                 with open(path, "rb") as log:
-                    store.write_bytes(f"{LOG_FOLDER}/{name}.log", log.read())
+                    store.write_bytes(store.log_path(name), log.read())
                 os.remove(path)  # the local copy stays only when it could not be uploaded
                 where = uri
             except (OSError, LabStoreError) as error:
@@ -109,7 +108,7 @@ class LogReporter(tune.CLIReporter):
     def __init__(self, metric: str, parameters: list[str]) -> None:
         # no metric and mode: no "current best trial" line, which would compare groups (a VAE's validation loss with
         # a classifier's) and look up every group's parameters in one trial's config
-        super().__init__(metric_columns=["step", "loss", metric], parameter_columns=parameters,
+        super().__init__(metric_columns=[H.step, H.loss, metric], parameter_columns=parameters,
                          max_report_frequency=STATUS_TABLE_EVERY_S, max_column_length=24)
 
     def report(self, trials: list[Any], done: bool, *sys_info: str) -> None:
@@ -159,7 +158,7 @@ class TrialLines(tune.Callback):
         if trial.trial_id not in self._planned:
             self._planned[trial.trial_id] = self.planned_steps(trial.config) if self.planned_steps else None
         planned = self._planned[trial.trial_id]
-        return f"step {result.get('step', '?')}" + (f"/{planned}" if planned else "")
+        return f"step {result.get(H.step, '?')}" + (f"/{planned}" if planned else "")
 
     def _score(self, value: float, ratio: float | None) -> str:
         return f"{self.metric} {_short(value)}" + (f" ({_short(ratio, 3)}x floor)" if ratio is not None else "")
@@ -172,14 +171,14 @@ class TrialLines(tune.Callback):
         value = _number(result.get(self.metric))
         if value is None:
             return
-        ratio = _number(result.get("fd_ratio"))
+        ratio = _number(result.get(H.ratio))
         best = self._best.get(trial.trial_id)
         if best is None or value < best[0]:
-            self._best[trial.trial_id] = (value, result.get("step"), ratio)
+            self._best[trial.trial_id] = (value, result.get(H.step), ratio)
         now, step = time.monotonic(), self._step(trial, result)
         planned = self._planned[trial.trial_id]
         if now - self._last_line.setdefault(trial.trial_id, now) < self.every_s or (
-                planned is not None and (_number(result.get("step")) or 0) >= planned):  # its done line follows
+                planned is not None and (_number(result.get(H.step)) or 0) >= planned):  # its done line follows
             return
         self._last_line[trial.trial_id] = now
         pace = _number(result.get("time_this_iter_s"))
@@ -189,10 +188,10 @@ class TrialLines(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         step, planned = self._step(trial, result), self._planned[trial.trial_id]
-        early = planned is not None and _number(result.get("step")) is not None and result["step"] < planned
+        early = planned is not None and _number(result.get(H.step)) is not None and result[H.step] < planned
         best = self._best.get(trial.trial_id)
         scored = f"best {self._score(best[0], best[2])} at step {best[1]}" if best else f"no {self.metric} reported"
-        seconds = _number(result.get("time_total_s"))
+        seconds = _number(result.get(H.time_total_s))
         say(f"{self._name(trials, trial)}  {'stopped early' if early else 'done'} at {step}  {scored}"
             + (f"  {seconds:.0f} s" if seconds is not None else ""))
 

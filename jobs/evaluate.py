@@ -17,12 +17,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 import ray
-import torch
 
 from diffusion.core.config import ConfigError, DataConfig
-from diffusion.core.samplers import timestep_sequence
 from diffusion.embeddings.loading import current_embeddings
-from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
 from diffusion.lab.leaderboard import (
     budget_rule,
@@ -34,14 +31,14 @@ from diffusion.lab.leaderboard import (
     with_budget,
 )
 from diffusion.lab.registry import ModelRegistry
-from diffusion.lab.store import LabStore, LabStoreError, StaleMetrics, default_lab
+from diffusion.lab.store import CheckpointError, LabStore, LabStoreError, StaleMetrics, default_lab
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, SCORES, TRIAL_HISTORY, TableStore
-from diffusion.metrics.evaluation import ScoreRow, best_row, card_metrics
 from diffusion.metrics.manifold import NEAREST_K
-from jobs.embeddings import sweep_embeddings, task_options
-from jobs.evaluation import Floors, compute_floors, evaluate_model, robustness_tables
+from diffusion.metrics.model_scores import ScoreRow, best_row, card_metrics
+from jobs.model_tasks import floors_task, model_task, robustness_task, task_options
 from jobs.presets import EvaluateSettings, Preset, load_preset
-from jobs.ray_session import start_ray, task_device
+from jobs.ray_session import start_ray
+from jobs.sweep import sweep_embeddings
 
 
 @dataclass(frozen=True)
@@ -73,13 +70,12 @@ def check_models(store: LabStore, settings: EvaluateSettings, models: list[str])
 
 
 def check_steps(settings: EvaluateSettings, model: str, timesteps: int) -> None:
-    """Every sampler setting's step count fits a schedule of ``timesteps`` levels."""
+    """Every sampler setting of the section resolves for a schedule of ``timesteps`` levels."""
     for setting in (*settings.samplers, settings.pictures):
-        if setting.steps is not None:
-            try:
-                timestep_sequence(timesteps, setting.steps)
-            except ConfigError as error:
-                raise ConfigError(f"evaluate: model {model!r}, sampler {setting.sampler}: {error}") from error
+        try:
+            setting.resolve(timesteps)
+        except ConfigError as error:
+            raise ConfigError(f"evaluate: model {model!r}, sampler {setting.sampler}: {error}") from error
 
 
 def evaluation_models(request: EvaluateRequest) -> list[str]:
@@ -89,23 +85,6 @@ def evaluation_models(request: EvaluateRequest) -> list[str]:
         raise ConfigError(f"no exported denoisers in {request.store.root}; run python -m jobs.sweep first")
     check_models(request.store, request.preset.evaluate, models)
     return models
-
-
-@ray.remote
-def _floors_task(root: str, dataset: str, settings: EvaluateSettings) -> Floors:
-    return compute_floors(LabStore(root), dataset, settings, task_device())
-
-
-@ray.remote
-def _model_task(root: str, name: str, settings: EvaluateSettings, floors: Floors) -> list[ScoreRow]:
-    torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
-    return evaluate_model(LabStore(root), name, settings, floors, task_device())
-
-
-@ray.remote
-def _robustness_task(root: str, dataset: str, settings: EvaluateSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
-    return robustness_tables(LabStore(root), dataset, settings, task_device())
 
 
 def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
@@ -119,11 +98,11 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
         print(f"[evaluate] data: {ensure_dataset(store, DataConfig(dataset=dataset))}", flush=True)
     sweep_embeddings(store, preset, "evaluate")
     options = task_options(settings.resources)
-    floors = {d: _floors_task.options(**options).remote(store.root, d, settings) for d in sorted(set(datasets.values()))}
-    pending = {_model_task.options(**options).remote(store.root, m, settings, floors[datasets[m]]): m for m in models}
+    floors = {d: floors_task.options(**options).remote(store.root, d, settings) for d in sorted(set(datasets.values()))}
+    pending = {model_task.options(**options).remote(store.root, m, settings, floors[datasets[m]]): m for m in models}
     if settings.robustness is not None:
-        pending[_robustness_task.options(**options).remote(store.root, preset.dataset, settings)] = "robustness"
-    samplers = ", ".join(f"{s.sampler}-{s.steps or 'T'}" for s in settings.samplers)
+        pending[robustness_task.options(**options).remote(store.root, preset.dataset, settings)] = "robustness"
+    samplers = ", ".join(s.label for s in settings.samplers)
     print(f"[evaluate] {len(models)} model(s): {', '.join(models)}; samplers {samplers}", flush=True)
     rows: list[ScoreRow] = []
     failures: dict[str, str] = {}
@@ -153,7 +132,7 @@ def run_evaluation(request: EvaluateRequest) -> pd.DataFrame:
     scores = pd.DataFrame(rows)
     if not scores.empty:
         merge_scores(store, scores)
-    print(f"[evaluate] done in {time.perf_counter() - start:.0f} s; tables in {store.uri('tables')}", flush=True)
+    print(f"[evaluate] done in {time.perf_counter() - start:.0f} s; tables in {TableStore(store).location}", flush=True)
     if failures:
         raise EvaluationFailed(failures)
     return scores

@@ -1,18 +1,19 @@
-"""One Tune experiment over several groups (models, or embedding kinds): its run, its trials table, its export.
+"""One Tune experiment over several groups (models, or embedding kinds): its run, its trials tables, its export.
 
-Both sweeps of the lab go through here: the embeddings' (VAE and classifier, chosen on
-validation loss) and the denoisers' (chosen on FD). Each group keeps its own search space and
-its own ASHA brackets (``jobs.scheduling.GroupedScheduler``) and its own searcher (random
-draws, or a model-based searcher such as Optuna: ``jobs.searchers.GroupedSearcher``). Trials report
-``<metric>`` (lower is better) and checkpoint the weights of their best report
-(``jobs.trial_state``); the export writes exactly those weights to the lab store.
+Both sweeps of the lab go through ``run_stage``: the embeddings' (VAE and classifier, chosen on
+validation loss) and the denoisers' (chosen on FD); what differs between them is their kinds'
+(``jobs.kinds``) and their tables'. Each group keeps its own search space and its own ASHA
+brackets (``jobs.trial_schedulers.GroupedScheduler``) and its own searcher (random draws, or a
+model-based searcher such as Optuna: ``jobs.searchers.GroupedSearcher``). Trials report
+``<metric>`` (lower is better) and checkpoint the weights of their best report with their run
+config (``jobs.trial``); the export writes exactly those weights, rebuilt from that config.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +23,17 @@ from ray.tune.schedulers import ASHAScheduler
 
 from diffusion.core.config import to_dict
 from diffusion.lab.checkpoint import weights_from_bytes
-from diffusion.lab.kinds import MODEL_KINDS, kind_of
+from diffusion.lab.kinds import STORED_KINDS
 from diffusion.lab.registry import ModelRegistry
-from diffusion.lab.store import LabStore, LabStoreError
+from diffusion.lab.store import LabStore
+from diffusion.lab.tables import TRIAL_HISTORY as H  # a report's keys are the history's columns
+from diffusion.lab.tables import TableSchema, TableStore
 from jobs.console import LogReporter, TrialLines, say, searched_columns
-from jobs.presets import POINT_NAME, TuneSettings
-from jobs.scheduling import GroupedScheduler, MatchedRung, PausingLimiter
+from jobs.kinds import POINT_KEY, POINT_NAME, group_kind, group_of
+from jobs.presets import TuneSettings
 from jobs.searchers import GroupedSearcher
-from jobs.trial_state import POINT_KEY, enter_trial_folder, group_of, read_best
+from jobs.trial import enter_trial_folder, read_export
+from jobs.trial_schedulers import GroupedScheduler, MatchedRung, PausingLimiter
 
 ASHA_MAX_IMAGES = 10**10  # trials end at their own step count; ASHA only needs rungs above the grace period
 # Tune saves the experiment state (which checkpoint each trial is at) every 10+ s by default; a
@@ -63,14 +67,14 @@ class Experiment:
     """What the trials report and ASHA and the searcher minimise: ``fd`` or ``val_loss``."""
     num_samples: int | None = None
     max_concurrent: int | None = None
-    planned_steps: Callable[[dict[str, Any]], int] | None = None
-    """A trial config -> the steps it trains for, for the console's trial lines (a module-level function)."""
     run_of: Callable[[dict[str, Any]], Any] | None = None
-    """A trial config -> its whole run config (``RunConfig``, ``VAERun``, ...): the trials table shows the value of a
-    key a trial left at its default, and each trial's planned steps."""
+    """A trial config -> its whole run config (``jobs.kinds.trial_run``, a module-level function): the trials table
+    shows the value of a key a trial left at its default, and each trial's planned steps."""
+    planned_steps: Callable[[dict[str, Any]], int] | None = None
+    """A trial config -> the steps it trains for (the scheduler's and the console's); default: ``run_of``'s."""
     keep_groups: int | None = None
     """With a number, the budget-matched rung at ``grace_images``: every trial waits there until all have reached it,
-    then only this many groups (the lowest metric there) go on (``jobs.scheduling.MatchedRung``)."""
+    then only this many groups (the lowest metric there) go on (``jobs.trial_schedulers.MatchedRung``)."""
 
 
 def in_own_folder(trainable: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
@@ -86,12 +90,22 @@ def in_own_folder(trainable: Callable[[dict[str, Any]], None]) -> Callable[[dict
 
 
 @dataclass(frozen=True)
+class PlannedSteps:
+    """A trial config -> the steps its run config trains for (picklable where ``run_of`` is a module-level function)."""
+
+    run_of: Callable[[dict[str, Any]], Any]
+
+    def __call__(self, config: dict[str, Any]) -> int:
+        return int(self.run_of(config).train.steps)
+
+
+@dataclass(frozen=True)
 class ExperimentResults:
     """What a run of an experiment gives: Tune's results, who stopped which trial early, and each trial's plan."""
 
     results: tune.ResultGrid
     stops: dict[str, str]
-    """Trial id -> who stopped it early (``jobs.scheduling.STOPPED_BY_ASHA`` or ``STOPPED_AT_RUNG``); trials stopped
+    """Trial id -> who stopped it early (``jobs.trial_schedulers.STOPPED_BY_ASHA`` or ``STOPPED_AT_RUNG``); trials stopped
     before a ``--resume`` are not in it (their status then reads 'stopped early')."""
     run_of: Callable[[dict[str, Any]], Any] | None = None
     """As ``Experiment.run_of``."""
@@ -111,12 +125,13 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
     """Run (or, with ``resume``, continue) ``experiment``: its trials in ``<lab>/tune/<name>``."""
     settings = experiment.settings
     trainable = tune.with_resources(in_own_folder(experiment.trainable), {k: v for k, v in settings.resources.items() if v})
-    path = store.uri("tune", experiment.name)
+    path = store.experiment_uri(experiment.name)
     if resume and tune.Tuner.can_restore(path):
         say(f"[{experiment.name}] resuming {path}")  # with the callbacks and reporter it was started with
         return ExperimentResults(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit(), {},
                                  experiment.run_of)
     groups = list(experiment.spaces)
+    planned = experiment.planned_steps or (PlannedSteps(experiment.run_of) if experiment.run_of else None)
     num_samples = experiment.num_samples or settings.num_samples
     searcher = GroupedSearcher(settings.search, experiment.spaces, num_samples, experiment.metric, "min",
                                wrap=lambda group, point: {POINT_KEY: point})
@@ -125,7 +140,7 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
     scheduler = GroupedScheduler({group: ASHAScheduler(time_attr="images_seen", metric=experiment.metric, mode="min",
                                                        max_t=ASHA_MAX_IMAGES, grace_period=settings.grace_images,
                                                        reduction_factor=settings.reduction_factor)
-                                  for group in groups}, group_of, rung, planned_steps=experiment.planned_steps)
+                                  for group in groups}, group_of, rung, planned_steps=planned)
     tuner = tune.Tuner(
         trainable,
         param_space={"_job": experiment.job},
@@ -142,7 +157,7 @@ def run_experiment(store: LabStore, experiment: Experiment, resume: bool = False
             verbose=1, progress_reporter=LogReporter(experiment.metric, [f"{POINT_KEY}/{POINT_NAME}",
                                                                          *searched_columns(experiment.spaces, POINT_KEY)]),
             callbacks=[TrialLines(experiment.name.split("-")[0], experiment.metric, group_of, dict(searcher.trials_of),
-                                  experiment.planned_steps)],
+                                  planned)],
             # keep the newest few by recency: the experiment state that --resume reads may lag a
             # report or two behind, and must still find the checkpoint it names; every checkpoint
             # carries the trial's best weights, so the export never needs an older one
@@ -165,48 +180,48 @@ class TrialRecords:
     history: pd.DataFrame
 
 
-def trial_records(store: LabStore, run: ExperimentResults, metric: str, group_column: str,
-                  history_columns: tuple[str, ...], final_columns: tuple[str, ...] = ()) -> TrialRecords:
-    """The trials of ``run``: per trial ``<group_column>``, ``trial_id``, status (``trial_status``) with the steps it
-    reached and the steps it planned, config as ``<section>.<key>``,
-    ``final_loss``, ``final_<metric>``, ``best_<metric>`` with its ``best_step``, the last value of each of
-    ``final_columns``, where and how long it ran, its last checkpoint (which carries the best weights); the
-    history keeps ``history_columns`` of every report."""
+def trial_records(store: LabStore, run: ExperimentResults, metric: str, stage: Stage) -> TrialRecords:
+    """The trials of ``run`` as ``stage``'s two tables name them: per trial its group, ``trial_id``, status
+    (``trial_status``) with the steps it reached and the steps it planned, config as ``<section>.<key>``,
+    ``final_loss``, ``final_<metric>``, ``best_<metric>`` with its ``best_step``, the last value of each of the stage's
+    final columns, where and how long it ran, its last checkpoint (which carries the best weights); the history keeps
+    the stage's history columns of every report (a report's keys are the history's column names)."""
+    trials, history_table = stage.trials, stage.history
+    assert trials.key is not None
     rows, histories, resolved = [], [], []
     for result in run.results:
         point = result.config[POINT_KEY]
         group = group_of(result.config)
-        config = {f"{section}.{k}": v for section, values in point.items() if section != POINT_NAME
-                  for k, v in (values or {}).items()}
+        config = {f"{section}.{k}": v for section, values in point.items() if isinstance(values, dict)
+                  for k, v in values.items()}
         whole = to_dict(run.run_of(result.config)) if run.run_of else None
         history = result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
-        if not history.empty and "step" in history:
+        if not history.empty and history_table.step in history:
             # a report logged after the last checkpoint is made again on resume: keep the later one
-            history = history.drop_duplicates("step", keep="last")
+            history = history.drop_duplicates(history_table.step, keep="last")
         scored = history.dropna(subset=[metric]) if metric in history else pd.DataFrame()
         best = scored.loc[scored[metric].idxmin()] if not scored.empty else None
-        latest = result.checkpoint
-        trial_id = result.metrics.get("trial_id", result.path.rsplit("/", 1)[-1])
-        reached = result.metrics.get("step")
+        latest, last = result.checkpoint, result.metrics
+        trial_id = last.get(history_table.trial_id, result.path.rsplit("/", 1)[-1])
+        reached = last.get(history_table.step)
         planned = whole["train"]["steps"] if whole else None
-        rows.append({group_column: group, "trial_id": trial_id,
-                     "status": trial_status(bool(result.error), reached, planned, run.stops.get(trial_id)),
-                     "steps_reached": None if reached is None else int(reached), "planned_steps": planned,
-                     "error": str(result.error)[:500] if result.error else "", **config,
-                     "final_loss": result.metrics.get("loss"), f"final_{metric}": result.metrics.get(metric),
+        rows.append({trials.key: group, trials.trial_id: trial_id,
+                     trials.status: trial_status(bool(result.error), reached, planned, run.stops.get(trial_id)),
+                     trials.steps_reached: None if reached is None else int(reached), trials.planned_steps: planned,
+                     trials.error: str(result.error)[:500] if result.error else "", **config,
+                     trials.final_loss: last.get(history_table.loss), f"final_{metric}": last.get(metric),
                      f"best_{metric}": float(best[metric]) if best is not None else None,
-                     "best_step": int(best["step"]) if best is not None else None,
-                     **{column: result.metrics.get(column) for column in final_columns},
-                     "images_seen": result.metrics.get("images_seen"),
-                     "time_total_s": result.metrics.get("time_total_s"), "node_id": result.metrics.get("node_id"),
-                     "device": result.metrics.get("device"),
-                     "checkpoint": store.uri_of(latest.path) if latest else None,
-                     "trial_path": store.uri_of(result.path)})
+                     trials.best_step: int(best[history_table.step]) if best is not None else None,
+                     **{column: last.get(column) for column in stage.final_columns},
+                     **{column: last.get(column) for column in (trials.images_seen, trials.time_total_s, trials.node_id,
+                                                                 trials.device)},
+                     trials.checkpoint: store.uri_of(latest.path) if latest else None,
+                     trials.trial_path: store.uri_of(result.path)})
         if whole:
             resolved.append((rows[-1], whole))
         if not history.empty:
-            keep = [c for c in history_columns if c in history]
-            histories.append(history[keep].assign(**{group_column: group, "trial_id": trial_id}))
+            keep = [c for c in stage.history_columns if c in history]
+            histories.append(history[keep].assign(**{history_table.key: group, history_table.trial_id: trial_id}))
     _fill_defaults(resolved)
     return TrialRecords(rows, pd.concat(histories, ignore_index=True) if histories else pd.DataFrame())
 
@@ -222,33 +237,65 @@ def _fill_defaults(resolved: list[tuple[dict[str, Any], dict[str, Any]]]) -> Non
             row[column] = list(value) if isinstance(value, tuple) else value
 
 
-def best_trial(rows: list[dict[str, Any]], group: str, metric: str, group_column: str) -> dict[str, Any] | None:
+def best_trial(rows: list[dict[str, Any]], group: str, metric: str, trials: TableSchema) -> dict[str, Any] | None:
     """The row of ``group``'s trial with the lowest best ``metric`` among those with a checkpoint; marks ``is_best``."""
-    scored = [r for r in rows if r[group_column] == group and r["checkpoint"] and r[f"best_{metric}"] is not None]
+    key = trials.key
+    scored = [r for r in rows if r[key] == group and r[trials.checkpoint] and r[f"best_{metric}"] is not None]
     best = min(scored, key=lambda r: r[f"best_{metric}"]) if scored else None
     for row in rows:
-        if row[group_column] == group:
-            row["is_best"] = row is best
+        if row[key] == group:
+            row[trials.is_best] = row is best
     return best
 
 
-def row_sections(row: dict[str, Any], sections: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """A trial row's config columns (``<section>.<key>``) back as its point's sections, for its run config."""
-    return {s: {k.split(".", 1)[1]: v for k, v in row.items() if k.startswith(f"{s}.") and v is not None}
-            for s in sections}
+@dataclass(frozen=True)
+class Stage:
+    """One of the sweep's Tune experiments as the lab records it: its console label, its two tables and the last
+    reported figures its trials table keeps."""
+
+    label: str
+    trials: TableSchema
+    history: TableSchema
+    final_columns: tuple[str, ...]
+
+    @property
+    def history_columns(self) -> tuple[str, ...]:
+        """What the history keeps of each report: its optional columns (the key and trial id come from the trial)."""
+        return tuple(c for c in self.history.columns if c.optional)
 
 
-def best_report(checkpoint: str) -> tuple[bytes, dict[str, Any]]:
-    """The best weights a trial checkpoint carries (safetensors bytes) and their report (score, step, ...)."""
-    with tune.Checkpoint(checkpoint).as_directory() as directory:
-        found = read_best(directory)
-    if found is None:
-        raise LabStoreError(f"{checkpoint}: the checkpoint carries no best weights; nothing to export")
-    return found
+def run_stage(store: LabStore, stage: Stage, experiment: Experiment, resume: bool, train_cpus: float) -> TrialRecords:
+    """Run (or resume) ``experiment``, export each group's best trial, update ``stage``'s two tables."""
+    records = trial_records(store, run_experiment(store, experiment, resume), experiment.metric, stage)
+    groups = list(experiment.spaces)
+    for group in groups:
+        export_best(store, stage, group, records.rows, experiment.metric, train_cpus)
+    tables = TableStore(store)
+    tables.update(stage.trials, pd.DataFrame(records.rows), keys=groups)
+    tables.update(stage.history, records.history, keys=groups)
+    return records
 
 
-def export_weights(store: LabStore, name: str, run: Any, weights: bytes, source: str, metrics: dict[str, Any]) -> None:
-    """Export ``weights`` (read from ``source``) as model ``name``, rebuilt from its run config, with ``metrics`` on its card."""
-    network = MODEL_KINDS[kind_of(run)].build(run)
-    network.load_state_dict(weights_from_bytes(weights, f"{source} (best weights)"), strict=True)
-    ModelRegistry(store).export_model(name, network.eval(), run, metrics)
+def export_best(store: LabStore, stage: Stage, group: str, rows: list[dict[str, Any]], metric: str,
+                train_cpus: float) -> dict[str, Any] | None:
+    """Export the weights of ``group``'s best report (over all its trials) as model ``group``, rebuilt from the run
+    config its checkpoint carries, with what its kind's card records; marks its row. None if no trial scored."""
+    trials = stage.trials
+    best = best_trial(rows, group, metric, trials)
+    if best is None:
+        print(f"[{stage.label}] {group}: no trial produced a scored checkpoint; nothing exported", flush=True)
+        return None
+    kind = group_kind(group)
+    run, weights, info = read_export(best[trials.checkpoint], kind.name)
+    # the card's own keys: how far the exported weights trained, in which trial, and how that trial ended
+    metrics = {**kind.card(info), "trial_id": best[trials.trial_id], "steps": info[H.step],
+               "images_seen": info[H.images_seen],
+               "trained_steps": int(best[trials.images_seen] or 0) // run.train.batch_size,
+               "train_seconds": best[trials.time_total_s], "planned_steps": run.train.steps, "train_cpus": train_cpus,
+               "trial_status": best[trials.status]}
+    network = STORED_KINDS[kind.name].build(run)
+    network.load_state_dict(weights_from_bytes(weights, f"{best[trials.checkpoint]} (best weights)"), strict=True)
+    ModelRegistry(store).export_model(group, network.eval(), run, metrics)
+    print(f"[{stage.label}] {group}: exported trial {best[trials.trial_id]} at step {info[H.step]} ({metric} "
+          f"{info[metric]:.4g}) -> {store.uri(ModelRegistry(store).model_path(group))}", flush=True)
+    return metrics

@@ -1,13 +1,14 @@
-"""The work of ``python -m jobs.evaluate``, one Ray task each: real-data floors, one model, the robustness curves.
+"""The Ray tasks of ``python -m jobs.evaluate``: real-data floors, one model's pictures and scores, the robustness curves.
 
-The science is the core's (``diffusion.metrics.evaluation.score_model``: every FD next to the
-real-vs-real floor at the same N); this module is the Ray side: what each task loads, its
+The science is the library's (``diffusion.metrics.model_scores.score_model``: every FD next to
+the real-vs-real floor at the same N); this module is the Ray side: what each task loads, its
 progress bar, and floors computed once per data set and shared by every model's task.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import ray
 import torch
 from ray.experimental import tqdm_ray
 
@@ -17,11 +18,12 @@ from diffusion.lab.datasets import RealSets, load_real_sets, load_sklearn_digits
 from diffusion.lab.pictures import render_pictures
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
-from diffusion.metrics.evaluation import ScoreRow, plan_sampling, sample_count, score_model
 from diffusion.metrics.floor import Floor
+from diffusion.metrics.model_scores import ScoreRow, evaluations, plan_sampling, score_model
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
 from diffusion.metrics.scoring import Scorer
 from jobs.presets import EvaluateSettings
+from jobs.ray_session import task_device
 
 Floors = dict[tuple[str, int], Floor]
 """(embedding, N) -> the floor at that N."""
@@ -39,7 +41,7 @@ def scorers(store: LabStore, real: RealSets, settings: EvaluateSettings, device:
 def compute_floors(store: LabStore, dataset: str, settings: EvaluateSettings, device: torch.device) -> Floors:
     """The floor of every embedding at every N the sampler settings use."""
     real = load_real_sets(dataset, store)
-    sizes = sorted({sample_count(s, settings.num_images, len(real.test)) for s in settings.samplers})
+    sizes = sorted({min(s.num_images or settings.num_images, len(real.test)) for s in settings.samplers})
     return {(scorer.name, n): scorer.floor(n) for scorer in scorers(store, real, settings, device) for n in sizes}
 
 
@@ -50,8 +52,8 @@ def evaluate_model(store: LabStore, name: str, settings: EvaluateSettings, floor
     schedule = NoiseSchedule.from_config(stored.run.diffusion).to(device)
     real = load_real_sets(stored.run.data.dataset, store)
     render_pictures(store, name, stored.model, schedule, settings.pictures, settings.seed)
-    plans = [plan_sampling(s, schedule, settings.num_images, len(real.test)) for s in settings.samplers]
-    bar = tqdm_ray.tqdm(desc=f"{name} {', '.join(p.label for p in plans)}", total=sum(p.evaluations for p in plans),
+    plans = [plan_sampling(s, schedule.timesteps, settings.num_images, len(real.test)) for s in settings.samplers]
+    bar = tqdm_ray.tqdm(desc=f"{name} {', '.join(p.label for p in plans)}", total=sum(map(evaluations, plans)),
                         unit="eval")
     rows = score_model(name, stored.model, stored.card, schedule, plans, scorers(store, real, settings, device, floors),
                        settings.seed, progress=bar.update)
@@ -70,3 +72,28 @@ def robustness_tables(store: LabStore, dataset: str, settings: EvaluateSettings,
     curve = robustness_curve(real.test, real.train, embedders, load_sklearn_digits().images, n=n,
                              severities=curves.severities, corruptions=curves.corruptions, seeds=range(curves.seeds))
     return curve, robustness_summary(curve)
+
+
+def task_options(resources: dict[str, float]) -> dict[str, float]:
+    """Ray task options from a preset's ``resources`` mapping (cpu, gpu)."""
+    return {"num_cpus": float(resources.get("cpu", 1)), "num_gpus": float(resources.get("gpu", 0))}
+
+
+@ray.remote
+def floors_task(root: str, dataset: str, settings: EvaluateSettings) -> Floors:
+    """``compute_floors`` as a Ray task, on the device Ray gave it."""
+    return compute_floors(LabStore(root), dataset, settings, task_device())
+
+
+@ray.remote
+def model_task(root: str, name: str, settings: EvaluateSettings, floors: Floors) -> list[ScoreRow]:
+    """``evaluate_model`` as a Ray task, on the threads and device Ray gave it."""
+    torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
+    return evaluate_model(LabStore(root), name, settings, floors, task_device())
+
+
+@ray.remote
+def robustness_task(root: str, dataset: str, settings: EvaluateSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``robustness_tables`` as a Ray task, on the threads and device Ray gave it."""
+    torch.set_num_threads(max(1, int(settings.resources.get("cpu", 1))))
+    return robustness_tables(LabStore(root), dataset, settings, task_device())

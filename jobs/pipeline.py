@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from diffusion.core.config import ConfigError
-from diffusion.lab.checkpoint import CheckpointError
 from diffusion.lab.datasets import DatasetUnavailable
 from diffusion.lab.registry import ModelRegistry
-from diffusion.lab.store import LabStoreError
+from diffusion.lab.store import CheckpointError, LabStoreError
 from jobs import evaluate, sweep
 from jobs.console import job_log, say
 from jobs.presets import first_point, run_config
@@ -66,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         request = sweep.check_inputs(args)
         for model in request.models:  # the models are exported only later: check against the preset's configs
-            run = run_config(model, request.preset.models[model], request.preset.dataset, sample=first_point)
+            run = run_config(model, request.preset.models[model], request.preset.dataset, pick=first_point)
             evaluate.check_steps(request.preset.evaluate, model, run.diffusion.timesteps)
     except (ConfigError, LabStoreError, CheckpointError, DatasetUnavailable, ValueError) as error:
         print(f"python -m jobs.pipeline: error: {error}", file=sys.stderr)

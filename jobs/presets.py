@@ -21,28 +21,22 @@ from ray import tune
 from diffusion.core.config import (
     ConfigError,
     DataConfig,
-    DiffusionConfig,
-    RunConfig,
-    SamplerSetting,
     TrainConfig,
     at_least,
     from_dict,
-    lookup,
-    to_dict,
     unknown,
 )
-from diffusion.core.models import DENOISERS, denoiser_config
+from diffusion.core.models import DENOISERS
+from diffusion.core.samplers import SamplerSetting
 from diffusion.embeddings import EMBEDDINGS
-from diffusion.embeddings.training import EMBEDDER_RUNS, EmbedderRun
 from diffusion.metrics.corruptions import CORRUPTIONS
 from diffusion.metrics.robustness import DEFAULT_SEVERITIES
+from jobs.kinds import EMBEDDING_KINDS, MODEL_KINDS, POINT_KIND, POINT_NAME, group_kind
 from jobs.searchers import check_search
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-SECTIONS: dict[str, type] = {"model": object, "diffusion": DiffusionConfig, "train": TrainConfig}
-EMBEDDING_SECTIONS: tuple[str, ...] = ("model", "train")
-POINT_NAME = "name"
-"""The key of a trial point that names its group: the model (mlp, unet, ...) or the embedding kind (vae, classifier)."""
+SECTIONS = MODEL_KINDS["denoiser"].sections
+"""What a model's section of a preset may set (the recipe: all but ``model``)."""
 SPACES = {
     "choice": tune.choice,
     "grid": tune.grid_search,
@@ -210,7 +204,7 @@ def load_preset(name_or_path: str) -> Preset:
         _only(sections or {}, set(SECTIONS), f"{where}: models.{model}")
         for point in _check_points(sections or {}):  # every choice, and each range's low end, must build a run
             try:
-                run_config(model, point, dataset, sample=first_point)
+                run_config(model, point, dataset, pick=first_point)
             except ConfigError as error:
                 raise error.within(where) from error
     return Preset(path.stem, dataset, embeddings, sweep, {m: s or {} for m, s in models.items()}, evaluate,
@@ -233,17 +227,17 @@ def _embeddings_section(raw: Any, dataset: str, where: str) -> tuple[dict[str, d
     """The ``embeddings`` section: per kind its ``model``/``train`` overrides (search spaces allowed, each point
     checked), and the remaining keys as the embedding experiment's ``TuneSettings``."""
     settings_keys = {f.name for f in dataclasses.fields(TuneSettings)}
-    _only(raw, settings_keys | set(EMBEDDER_RUNS), where)
-    kinds = {kind: raw[kind] or {} for kind in EMBEDDER_RUNS if kind in raw}
+    _only(raw, settings_keys | set(EMBEDDING_KINDS), where)
+    kinds = {kind: raw[kind] or {} for kind in EMBEDDING_KINDS if kind in raw}
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     for kind, sections in kinds.items():
         if isinstance(sections, dict) and sections and set(sections) <= train_keys:
             raise ConfigError(f"{where}.{kind}: training settings go under 'train:' (and the network's under 'model:'), "
                               "e.g. " + kind + ": {train: {" + ", ".join(f"{k}: {v}" for k, v in sections.items()) + "}}")
-        _only(sections, set(EMBEDDING_SECTIONS), f"{where}.{kind}")
+        _only(sections, set(MODEL_KINDS[kind].sections), f"{where}.{kind}")
         for point in _check_points(sections):
             try:
-                embedding_run_config(kind, point, dataset, sample=first_point)
+                run_config(kind, point, dataset, pick=first_point)
             except ConfigError as error:
                 raise error.within(where) from error
     settings = from_dict(TuneSettings, {k: v for k, v in raw.items() if k in settings_keys}, where)
@@ -295,47 +289,22 @@ def tune_space(value: Any, where: str) -> Any:
     return value if kind is None else SPACES[kind](value[kind])
 
 
-def run_config(model: str, sections: dict[str, dict[str, Any]], dataset: str, sample: Any = None) -> RunConfig:
-    """The RunConfig of one point: ``sample(value, where)`` picks each value (default: as given).
-
-    A refused value is named by its key path, ``models.<model>.<section>.<key>``."""
-    pick = sample or (lambda value, where: value)
-    where = f"models.{model}"
-    chosen = {s: {k: pick(v, f"{where}.{s}.{k}") for k, v in (sections.get(s) or {}).items()} for s in SECTIONS}
-    denoiser = denoiser_config(model, where=f"{where}.model", **chosen["model"])
-    return from_dict(RunConfig, {
-        "model": denoiser,
-        "diffusion": chosen["diffusion"],
-        "train": chosen["train"],
-        "data": {"dataset": dataset},
-    }, where)
+def group_where(group: str) -> str:
+    """Where a group's sections are in a preset: ``models.<model>`` or ``embeddings.<kind>``."""
+    return f"models.{group}" if group in DENOISERS else f"embeddings.{group}"
 
 
-def embedding_run_config(kind: str, sections: dict[str, dict[str, Any]], dataset: str, sample: Any = None) -> EmbedderRun:
-    """The run config of one embedding point: the kind's defaults (``VAERun()``, ``ClassifierRun()``) overridden by
-    ``sections`` (``model``, ``train``), each value picked by ``sample(value, where)`` (default: as given)."""
-    pick = sample or (lambda value, where: value)
-    where = f"embeddings.{kind}"
-    run_type = lookup(EMBEDDER_RUNS, kind, "embedding model kind")
-    defaults = to_dict(run_type())
-    chosen = {s: defaults[s] | {k: pick(v, f"{where}.{s}.{k}") for k, v in (sections.get(s) or {}).items()}
-              for s in EMBEDDING_SECTIONS}
-    return from_dict(run_type, {**chosen, "data": {"dataset": dataset}}, where)
+def run_config(group: str, sections: dict[str, dict[str, Any]], dataset: str, pick: Any = None) -> Any:
+    """The run config of one point of a preset's group (``jobs.kinds``): ``pick(value, where)`` picks each value
+    (default: as given). A refused value is named by its key path, ``models.<model>.<section>.<key>``."""
+    return group_kind(group).run_config(group, sections, dataset, pick, where=group_where(group))
 
 
-def point_space(sections: dict[str, dict[str, Any]], name: str, where: str) -> dict[str, Any]:
-    """The Tune space of one group's point (a model or an embedding kind): ``name`` under POINT_NAME, and each
-    section's values with search spaces turned into Tune's (``where``: the preset key path, for errors)."""
-    return {POINT_NAME: name, **{s: {k: tune_space(v, f"{where}.{s}.{k}") for k, v in (values or {}).items()}
-                                 for s, values in sections.items()}}
-
-
-def param_space(preset: Preset, model: str) -> dict[str, Any]:
-    """The Tune space of one denoiser's point: its config sections with spaces turned into Tune's."""
-    return point_space({s: preset.models[model].get(s) or {} for s in SECTIONS}, model, f"models.{model}")
-
-
-def embedding_space(preset: Preset, kind: str) -> dict[str, Any]:
-    """The Tune space of one embedding kind's point (``model`` and ``train`` sections)."""
-    sections = preset.embeddings.get(kind, {})
-    return point_space({s: sections.get(s) or {} for s in EMBEDDING_SECTIONS}, kind, f"embeddings.{kind}")
+def point_space(preset: Preset, group: str) -> dict[str, Any]:
+    """The Tune space of one group's point (a model or an embedding kind): its name and kind, and each of its
+    sections with search spaces turned into Tune's."""
+    kind = group_kind(group)
+    given = preset.models[group] if group in DENOISERS else preset.embeddings.get(group, {})
+    where = group_where(group)
+    return {POINT_NAME: group, POINT_KIND: kind.name,
+            **{s: {k: tune_space(v, f"{where}.{s}.{k}") for k, v in (given.get(s) or {}).items()} for s in kind.sections}}

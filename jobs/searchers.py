@@ -7,7 +7,7 @@ name, or a known one whose package is missing, with the command that installs it
 
 An experiment holds several groups (the five denoisers, or the VAE and the classifier), each with
 its own search space. A model-based searcher must only learn from its own group's trials, so
-``GroupedSearcher`` keeps one searcher per group, as ``jobs.scheduling.GroupedScheduler`` keeps
+``GroupedSearcher`` keeps one searcher per group, as ``jobs.trial_schedulers.GroupedScheduler`` keeps
 one ASHA per group: it hands out each group's trials round robin and routes each trial's results
 to the searcher that suggested it. A group whose space has no search dimension runs once: more
 trials of one fixed point would only repeat it.

@@ -1,13 +1,16 @@
 """``python -m jobs.sweep``: sweep the evaluation embeddings (unless the lab has them), then the denoisers, with Ray Tune.
 
-Two Tune experiments, one after the other (``jobs.experiment``): the embeddings' (the VAE and
-the classifier, chosen on validation loss: ``jobs.embeddings``), then all the models' trials in
-ONE experiment (``<lab>/tune/sweep-<models>``), so a cluster stays full until the last trial
-ends; each model keeps its own search space from the preset and its own ASHA brackets, stopping
-poor trials early on the FD (VAE) they report. At the end the best trial of each model is
-exported to the lab store: exactly the EMA weights of its best FD report (carried in every
-checkpoint), with that FD and its step on the card; the trials table and the per-report history
-are written for the dashboard.
+Two stages, one after the other, each one Tune experiment through the same path
+(``jobs.experiment.run_stage``): the embeddings' (the VAE and the classifier, chosen on
+validation loss, ``<lab>/tune/embeddings``), then all the models' trials in ONE experiment
+(``<lab>/tune/sweep-<models>``), so a cluster stays full until the last trial ends; each group
+keeps its own search space from the preset and its own ASHA brackets, stopping poor trials early
+on the figure its kind reports (``jobs.kinds``). The embeddings are the yardstick every denoiser
+is measured with, so they are chosen by a rule that never touches the FD's reference set: each
+trains on the fit part of the training split and reports its validation loss. At the end of a
+stage the best trial of each group is exported to the lab store: exactly the EMA weights of its
+best report, rebuilt from the run config its checkpoint carries, and the stage's trials table
+and per-report history are written for the dashboard.
 """
 
 from __future__ import annotations
@@ -19,32 +22,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from diffusion.core.config import ConfigError, DataConfig
 from diffusion.core.models import DENOISERS
 from diffusion.lab.datasets import DatasetUnavailable, ensure_dataset
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
-from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
+from diffusion.lab.tables import EMBEDDING_HISTORY, EMBEDDING_TRIALS, TRIAL_HISTORY, TRIALS, TableStore
 from jobs.console import job_log, say
-from jobs.embeddings import sweep_embeddings
-from jobs.experiment import (
-    Experiment,
-    ExperimentResults,
-    best_report,
-    best_trial,
-    export_weights,
-    row_sections,
-    run_experiment,
-    trial_records,
-)
-from jobs.presets import SECTIONS, Preset, load_preset, param_space, run_config
+from jobs.experiment import Experiment, Stage, run_stage
+from jobs.kinds import EMBEDDING_KINDS, MODEL_KINDS, trial_run
+from jobs.presets import Preset, TuneSettings, load_preset, point_space
 from jobs.ray_session import start_ray
-from jobs.trainable import train_denoiser_trial, trial_run_config
+from jobs.trial import train_trial
 
-HISTORY_COLUMNS = tuple(c for c in TRIAL_HISTORY.columns if c.optional)
-"""What the history keeps of each report."""
+DENOISER_STAGE = Stage("sweep", TRIALS, TRIAL_HISTORY, (TRIALS.floor_mean, TRIALS.fd_embedding))
+EMBEDDING_STAGE = Stage("embeddings", EMBEDDING_TRIALS, EMBEDDING_HISTORY,
+                        (EMBEDDING_TRIALS.val_neg_elbo, EMBEDDING_TRIALS.val_accuracy))
+EMBEDDINGS_EXPERIMENT = "embeddings"
+"""The embeddings' Tune experiment, ``<lab>/tune/embeddings`` (``embeddings-<kinds>`` when only some are swept)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +75,7 @@ def check_inputs(args: argparse.Namespace) -> SweepRequest:
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
     store = LabStore(args.lab)
-    store.write_json("tune/.reachable", {"checked": time.time()})  # fails now, not after training
+    store.check_writable()
     print(f"[sweep] data: {ensure_dataset(store, DataConfig(dataset=preset.dataset))}", flush=True)
     return SweepRequest(preset, models, store, args.num_samples, args.max_concurrent, args.resume,
                         args.retrain_embeddings)
@@ -104,50 +99,54 @@ def experiment_name(models: Sequence[str]) -> str:
     return "sweep-" + "-".join(models)
 
 
-def planned_steps(config: dict[str, Any]) -> int:
-    """The steps a denoiser trial's config trains for."""
-    return trial_run_config(config).train.steps
+def job_settings(store: LabStore, preset: Preset, settings: TuneSettings) -> dict[str, Any]:
+    """What every trial of a stage reads under ``_job``: the lab, the data set, the threads, its report settings."""
+    reports = {k: getattr(settings, k) for k in ("report_every_images", "eval_every_images", "fd_samples",
+                                                 "fd_sampler_steps") if hasattr(settings, k)}
+    return {"lab": store.root, "dataset": preset.dataset, "cpus": settings.resources.get("cpu", 1), **reports}
 
 
-def sweep_models(request: SweepRequest) -> ExperimentResults:
-    """Run (or resume) the one Tune experiment of every requested model: per-model spaces and ASHA brackets."""
+def sweep_models(request: SweepRequest) -> None:
+    """Run (or resume) the one Tune experiment of every requested model, export each model's best, write the tables."""
     store, preset, settings = request.store, request.preset, request.preset.sweep
-    job = {"lab": store.root, "dataset": preset.dataset, "eval_every_images": settings.eval_every_images,
-           "report_every_images": settings.report_every_images, "fd_samples": settings.fd_samples,
-           "fd_sampler_steps": settings.fd_sampler_steps}
-    experiment = Experiment(experiment_name(request.models), train_denoiser_trial,
-                            {model: param_space(preset, model) for model in request.models}, job, settings, "fd",
-                            request.num_samples, request.max_concurrent, planned_steps, trial_run_config,
-                            settings.keep_models)
-    return run_experiment(store, experiment, request.resume)
+    experiment = Experiment(experiment_name(request.models), train_trial,
+                            {model: point_space(preset, model) for model in request.models},
+                            job_settings(store, preset, settings), settings, MODEL_KINDS["denoiser"].metric,
+                            request.num_samples, request.max_concurrent, trial_run, keep_groups=settings.keep_models)
+    records = run_stage(store, DENOISER_STAGE, experiment, request.resume, settings.resources.get("cpu", 1))
+    say(f"[sweep] {len(records.rows)} trials, tables in {TableStore(store).location}")
 
 
-def export_best(store: LabStore, preset: Preset, model: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Export the EMA weights of ``model``'s best FD report (over all its trials) as ``<model>``; mark its row."""
-    best = best_trial(rows, model, "fd", TRIALS.model)
-    if best is None:
-        print(f"[sweep] {model}: no trial produced a scored checkpoint; nothing exported", flush=True)
-        return None
-    run = run_config(model, row_sections(best, SECTIONS), preset.dataset)
-    weights, info = best_report(best["checkpoint"])
-    metrics = {"fd_vae_sweep": info["fd"], "fd_floor_sweep": info["fd_floor"], "fd_step_sweep": info["step"],
-               "fd_samples_sweep": info.get("fd_samples"), "fd_sampler_sweep": info.get("fd_sampler"),
-               "fd_embedding_sweep": info.get("fd_embedding", ""), "fd_embedding_trial_sweep": info.get("fd_embedding_trial", ""),
-               "trial_id": best["trial_id"], "steps": info["step"], "images_seen": info["images_seen"],
-               "trained_steps": int(best["images_seen"] or 0) // run.train.batch_size, "train_seconds": best["time_total_s"],
-               "planned_steps": run.train.steps, "train_cpus": preset.sweep.resources.get("cpu", 1),
-               "trial_status": best["status"]}
-    export_weights(store, model, run, weights, best["checkpoint"], metrics)
-    print(f"[sweep] {model}: exported trial {best['trial_id']} at step {info['step']} (FD {info['fd']:.4g}) "
-          f"-> {store.uri(ModelRegistry(store).model_path(model))}", flush=True)
-    return metrics
+def sweep_embeddings(store: LabStore, preset: Preset, label: str, retrain: bool = False, resume: bool = False,
+                     kinds: Sequence[str] = EMBEDDING_KINDS) -> list[str]:
+    """Sweep those of ``kinds`` the lab lacks (all of them with ``retrain``), export each kind's best trial, write
+    the ``embedding_trials`` and ``embedding_history`` tables; returns the kinds swept."""
+    start = time.perf_counter()
+    registry = ModelRegistry(store)
+    swept = [kind for kind in kinds if retrain or kind not in registry.list_models(kind=kind)]
+    for kind in kinds:
+        if kind not in swept:
+            print(f"[{label}] embedding {kind}: found in {store.root} (--retrain-embeddings sweeps it again)", flush=True)
+    if not swept:
+        return []
+    settings = preset.embedding_sweep
+    name = EMBEDDINGS_EXPERIMENT if swept == list(EMBEDDING_KINDS) else f"{EMBEDDINGS_EXPERIMENT}-{'-'.join(swept)}"
+    experiment = Experiment(name, train_trial, {kind: point_space(preset, kind) for kind in swept},
+                            job_settings(store, preset, settings), settings, MODEL_KINDS[swept[0]].metric,
+                            run_of=trial_run)
+    run_stage(store, EMBEDDING_STAGE, experiment, resume, settings.resources.get("cpu", 1))
+    missing = [kind for kind in swept if kind not in registry.list_models(kind=kind)]
+    if missing:
+        raise RuntimeError(f"embedding {', '.join(missing)}: no trial reported a validation loss; see the trials in "
+                           f"{store.experiment_uri(name)}")
+    say(f"[embeddings] done in {time.perf_counter() - start:.0f} s: {', '.join(swept)} exported")
+    return swept
 
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    """The trials table of a sweep and the wall time of its stages (embeddings, trials, export)."""
+    """The wall time of a sweep's stages: the embeddings', the models' trials (with their export)."""
 
-    trials: pd.DataFrame
     seconds: dict[str, float]
 
 
@@ -158,18 +157,10 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     store, preset = request.store, request.preset
     sweep_embeddings(store, preset, "sweep", retrain=request.retrain_embeddings, resume=request.resume)
     embedded = time.perf_counter()
-    records = trial_records(store, sweep_models(request), "fd", TRIALS.model, HISTORY_COLUMNS,
-                            (TRIALS.fd_floor, TRIALS.fd_embedding))
-    trained = time.perf_counter()
-    for model in request.models:
-        export_best(store, preset, model, records.rows)
-    tables = TableStore(store)
-    tables.update(TRIALS, pd.DataFrame(records.rows), keys=request.models)
-    tables.update(TRIAL_HISTORY, records.history, keys=request.models)
-    seconds = {"embeddings": embedded - start, "trials": trained - embedded, "export": time.perf_counter() - trained}
-    say(f"[sweep] done in {sum(seconds.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-        + f"): {len(records.rows)} trials, tables in {store.uri('tables')}")
-    return SweepOutcome(pd.DataFrame(records.rows), seconds)
+    sweep_models(request)
+    seconds = {"embeddings": embedded - start, "trials": time.perf_counter() - embedded}  # the trials and their export
+    say(f"[sweep] done in {sum(seconds.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")")
+    return SweepOutcome(seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

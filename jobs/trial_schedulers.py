@@ -24,6 +24,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from diffusion.lab.tables import TRIAL_HISTORY
 from jobs.console import say
 
 STOPPED_BY_ASHA = "ASHA"
@@ -178,7 +179,7 @@ class GroupedScheduler(FIFOScheduler):
         return TrialScheduler.STOP
 
     def _last_report(self, trial: Trial, result: dict[str, Any]) -> bool:
-        return self.planned_steps is not None and result.get("step", 0) >= self.planned_steps(trial.config)
+        return self.planned_steps is not None and result.get(TRIAL_HISTORY.step, 0) >= self.planned_steps(trial.config)
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
         self._scheduler(trial).on_trial_complete(tune_controller, trial, result)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion.core.config import SamplerSetting, TrainConfig, VAERun, replace
+from diffusion.core.config import TrainConfig, VAERun, replace
+from diffusion.core.samplers import SamplerSetting
 from diffusion.embeddings import pixel_embedder
 from diffusion.embeddings.loading import current_embedding, load_embedder
 from diffusion.embeddings.training import train_embedder
@@ -24,7 +25,7 @@ from diffusion.lab.store import LabStore
 from diffusion.lab.tables import ROBUSTNESS, ROBUSTNESS_SUMMARY, TableStore
 from diffusion.metrics.robustness import robustness_curve, robustness_summary
 from jobs.evaluate import merge_scores, record_best
-from jobs.evaluation import compute_floors, evaluate_model
+from jobs.model_tasks import compute_floors, evaluate_model
 from jobs.presets import EvaluateSettings
 from tests.serve.client import export_tiny
 

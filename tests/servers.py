@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 
 from cluster.local import dashboard_get
-from diffusion.network import free_port
+from diffusion.network import free_port, free_ports
 from serve.launch import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,11 +99,11 @@ def local_head(tmp_path: Path, num_cpus: int = 2) -> Iterator[Head]:
     """``python -m cluster.local up`` on free ports with a token file in ``tmp_path``; ``down`` afterwards."""
     ray_tmp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     token_file = tmp_path / "token"
-    gcs_port, dashboard_port = free_port(), free_port()
+    gcs_port, dashboard_port, agent_port, client_port = free_ports(4)  # distinct: nothing binds them before ray start
     env = clean_env(ray_tmp)
     local = [sys.executable, "-m", "cluster.local"]
     flags = ["--port", str(gcs_port), "--dashboard-port", str(dashboard_port), "--token-file", str(token_file)]
-    own_ports = ["--agent-port", str(free_port()), "--client-port", str(free_port())]  # heads may start side by side
+    own_ports = ["--agent-port", str(agent_port), "--client-port", str(client_port)]  # heads may start side by side
     wait = ["--wait", "240"]  # beside the other xdist worker's pipeline, on 2 cores, a head can take minutes to answer
     up = run([*local, "up", *flags, *own_ports, *wait, "--num-cpus", str(num_cpus), "--temp-dir", ray_tmp], env, timeout=300)
     try:

@@ -40,15 +40,15 @@ def ended_at(trials: pd.DataFrame) -> pd.Series:
     """Each trial's status with the step it reached of those it planned: ``stopped by ASHA at step 250 of 1,500``
     (the status alone in tables written before the steps were recorded)."""
     if STEPS_REACHED not in trials.columns:
-        return trials["status"]
+        return trials[TRIALS.status]
 
     def line(row: pd.Series) -> str:
         reached, planned = row[STEPS_REACHED], row.get(PLANNED_STEPS)
         if pd.isna(reached):
-            return str(row["status"])
-        return f"{row['status']} at step {int(reached):,}" + (f" of {int(planned):,}" if pd.notna(planned) else "")
+            return str(row[TRIALS.status])
+        return f"{row[TRIALS.status]} at step {int(reached):,}" + (f" of {int(planned):,}" if pd.notna(planned) else "")
 
-    return trials.apply(line, axis=1) if len(trials) else trials["status"]
+    return trials.apply(line, axis=1) if len(trials) else trials[TRIALS.status]
 
 
 def show_sweep(view: SweepView, lab: str, key: str) -> None:
@@ -58,7 +58,8 @@ def show_sweep(view: SweepView, lab: str, key: str) -> None:
     except lab_data.LabUnavailable as reason:
         st.info(str(reason))
         return
-    is_best = trials["is_best"].fillna(False).astype(bool) if "is_best" in trials else pd.Series(False, index=trials.index)
+    best_column = view.trials.is_best
+    is_best = trials[best_column].fillna(False).astype(bool) if best_column in trials else pd.Series(False, index=trials.index)
     trials.insert(0, "best", is_best.map(lambda best: "★" if best else ""))
     left, right = st.columns(2)
     groups = sorted(trials[view.group].unique())
@@ -67,7 +68,8 @@ def show_sweep(view: SweepView, lab: str, key: str) -> None:
     chosen_status = right.multiselect("Status", statuses, default=statuses, key=f"{key}-status")
     shown = trials[trials[view.group].isin(chosen_groups) & trials[view.trials.status].isin(chosen_status)]
     hyper = [c for c in trials.columns if c.startswith(view.trials.prefixes)]
-    extra = [c for c in ("final_fd", "final_val_loss", "val_neg_elbo", "val_accuracy") if c in trials.columns]
+    extra = [c for c in (TRIALS.final_fd, EMBEDDING_TRIALS.final_val_loss, EMBEDDING_TRIALS.val_neg_elbo,
+                         EMBEDDING_TRIALS.val_accuracy) if c in trials.columns]
     shown = shown.assign(ended=ended_at(shown))
     summary = ["best", view.group, view.trials.trial_id, "ended", STEPS_REACHED, PLANNED_STEPS, *hyper, view.score,
                *extra, view.trials.final_loss, view.trials.images_seen, view.trials.time_total_s]
@@ -105,7 +107,7 @@ def show_sweep(view: SweepView, lab: str, key: str) -> None:
         st.info("Choose trials to see their curves.")
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.learning_curves(curves, "loss", view.group), width="stretch", key=f"{key}-loss")
+    left.plotly_chart(charts.learning_curves(curves, view.history.loss, view.group), width="stretch", key=f"{key}-loss")
     right.plotly_chart(charts.learning_curves(curves, view.curve, view.group), width="stretch", key=f"{key}-score")
 
 

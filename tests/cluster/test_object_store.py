@@ -17,7 +17,7 @@ from ray import tune
 
 from diffusion.lab.store import LabStore, LabStoreError, default_lab
 from diffusion.lab.tables import TRIALS, Column, TableSchema, TableStore
-from jobs.trial_state import STATE_FILE
+from jobs.trial import STATE_FILE
 from tests.servers import ROOT
 
 DENOISERS = ["attnunet", "cnn", "mlp", "resunet", "unet"]
@@ -40,7 +40,7 @@ def test_the_smoke_pipeline_writes_models_tables_and_checkpoints_to_the_bucket(s
         assert {f"models/{model}/weights.safetensors", f"models/{model}/card.json"} <= keys, model
     for table in ("trials", "trial_history", "scores", "robustness", "robustness_summary"):
         assert f"tables/{table}.parquet" in keys
-    assert any(k.startswith("tune/sweep-") and "/train_denoiser_trial_" in k and k.endswith(f"/{STATE_FILE}") for k in keys)
+    assert any(k.startswith("tune/sweep-") and "/train_trial_" in k and k.endswith(f"/{STATE_FILE}") for k in keys)
 
     trials = TableStore(LabStore(smoke_lab)).read(TRIALS)
     assert set(trials.model) == set(DENOISERS) and trials.checkpoint.str.startswith(f"{smoke_lab}/tune/").all()

@@ -13,7 +13,7 @@ import pytest
 
 from diffusion.lab.store import LabStore
 from jobs.console import TrialLines, job_log, say
-from jobs.trial_state import group_of
+from jobs.kinds import group_of
 
 
 def test_the_job_log_takes_rays_logging_and_warnings_and_the_console_names_it(tmp_path: Path,
@@ -50,8 +50,8 @@ def test_trial_lines_say_where_each_trial_is_now_and_then_and_how_it_ended(capsy
     lines.on_trial_result(1, trials, second, {"step": 700, "loss": 0.2})  # no FD: no line
     first.last_result = {"step": 400}
     lines.on_trial_recover(1, [mlp, second, first], first)  # Tune moves a retried trial to the end: it keeps its number
-    lines.on_trial_result(2, trials, second, {"step": 800, "fd": 41.27, "fd_ratio": 3.14, "time_this_iter_s": 12.3})
-    lines.on_trial_result(3, trials, second, {"step": 900, "fd": 45.0, "fd_ratio": 3.4, "time_this_iter_s": 0.52})
+    lines.on_trial_result(2, trials, second, {"step": 800, "fd": 41.27, "ratio": 3.14, "time_this_iter_s": 12.3})
+    lines.on_trial_result(3, trials, second, {"step": 900, "fd": 45.0, "ratio": 3.4, "time_this_iter_s": 0.52})
     second.last_result = {"step": 900, "time_total_s": 140.2}
     lines.on_trial_complete(4, trials, second)
     lines.on_trial_result(5, trials, first, {"step": 1700, "fd": 30.0, "time_this_iter_s": 9.0})  # its done line says it

@@ -17,14 +17,15 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusion.core.config import ClassifierRun, SamplerSetting, TrainConfig, VAERun
+from diffusion.core.config import ClassifierRun, TrainConfig, VAERun
+from diffusion.core.samplers import SamplerSetting
 from diffusion.embeddings.training import train_embedder
 from diffusion.lab.recipe import build_denoiser_run
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore, StaleMetrics
 from diffusion.lab.tables import SCORES, TableStore
 from jobs.evaluate import merge_scores, record_best
-from jobs.evaluation import compute_floors, evaluate_model
+from jobs.model_tasks import compute_floors, evaluate_model
 from jobs.presets import EvaluateSettings
 from tests.conftest import tiny_run
 from tests.diffusion.metrics.test_scoring import score_row

@@ -1,4 +1,4 @@
-"""The budget-matched rung (``jobs.scheduling``): every trial of every model waits at the same budget until all have
+"""The budget-matched rung (``jobs.trial_schedulers``): every trial of every model waits at the same budget until all have
 reached it, then only the leading model's best trials go on. Real Tune in local Ray; the trainable is a stand-in
 whose score is known in advance (a denoiser trial takes minutes), with the sweep's own checkpoint-and-resume."""
 
@@ -20,9 +20,15 @@ from ray.tune.schedulers import ASHAScheduler
 
 from diffusion.lab.store import LabStore
 from jobs.experiment import Experiment, run_experiment
-from jobs.presets import POINT_NAME, SweepSettings
-from jobs.scheduling import STOPPED_AT_RUNG, STOPPED_BY_ASHA, GroupedScheduler, MatchedRung, matched_rung_survivors
-from jobs.trial_state import POINT_KEY, group_of
+from jobs.kinds import POINT_KEY, POINT_NAME, group_of
+from jobs.presets import SweepSettings
+from jobs.trial_schedulers import (
+    STOPPED_AT_RUNG,
+    STOPPED_BY_ASHA,
+    GroupedScheduler,
+    MatchedRung,
+    matched_rung_survivors,
+)
 
 STEPS, IMAGES_PER_STEP, RUNG_STEP = 6, 10, 2
 

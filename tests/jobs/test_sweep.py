@@ -14,17 +14,17 @@ import torch
 
 from diffusion.core.config import DataConfig
 from diffusion.core.images import quantize_8bit
-from diffusion.core.samplers import sample
+from diffusion.core.samplers import SamplerSetting, sample
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.embeddings.loading import load_embedder
 from diffusion.lab.datasets import load_dataset
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from diffusion.lab.tables import TRIAL_HISTORY, TRIALS, TableStore
-from diffusion.metrics.frechet import frechet_distance
+from diffusion.metrics.frechet import feature_stats, frechet_distance
 from jobs.presets import load_preset, run_config
 from jobs.sweep import main
-from jobs.trainable import FAIL_ONCE_ENV, SPOIL_AFTER_ENV
+from jobs.trial import FAIL_ONCE_ENV, SPOIL_AFTER_ENV
 from tests.mnist_files import write_torchvision_mnist
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
         assert reports.loss.notna().all() and reports.fd.notna().tolist() == [False, True, False, True]
         assert reports.fd.iloc[3] > reports.fd.iloc[1], reports  # spoiled after step 10: the FD got worse
         scored = reports.dropna(subset=["fd"])  # each FD report carries its ratio's 95% interval
-        assert ((scored.fd_ratio_low < scored.fd_ratio) & (scored.fd_ratio < scored.fd_ratio_high)).all(), scored
+        assert ((scored.ratio_low < scored.ratio) & (scored.ratio < scored.ratio_high)).all(), scored
 
     torch.set_num_threads(1)  # as in the trial (0.5 CPU): the same kernels, the same sums
     test = load_dataset(DataConfig(dataset="mnist", data_root=str(home)), "test", store).images[:100]
@@ -175,9 +175,9 @@ def test_one_experiment_on_gpu_shares_exports_the_scored_weights_and_retries_fro
         assert card["fd_embedding_sweep"] == models.read_card("vae").weights_sha256  # measured in the lab's VAE
         # the exported weights are the scored ones: the same sample gives the recorded FD
         schedule = NoiseSchedule.from_config(exported.run.diffusion)
-        images = sample(exported.model, schedule, 100, "ddim", 5, seed=0)
+        images = sample(exported.model, schedule, 100, SamplerSetting("ddim", 5), seed=0)
         embedder = load_embedder("vae", store)
-        fd = frechet_distance(embedder.stats(quantize_8bit(images)), embedder.stats(test)).fd  # scored as 8-bit images
+        fd = frechet_distance(feature_stats(embedder, quantize_8bit(images)), feature_stats(embedder, test)).fd  # scored as 8-bit images
         assert fd == pytest.approx(card["fd_vae_sweep"], rel=1e-4), (model, fd, card)
 
 
