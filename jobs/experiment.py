@@ -237,11 +237,13 @@ def _fill_defaults(resolved: list[tuple[dict[str, Any], dict[str, Any]]]) -> Non
             row[column] = list(value) if isinstance(value, tuple) else value
 
 
-def best_trial(rows: list[dict[str, Any]], group: str, metric: str, trials: TableSchema) -> dict[str, Any] | None:
-    """The row of ``group``'s trial with the lowest best ``metric`` among those with a checkpoint; marks ``is_best``."""
-    key = trials.key
-    scored = [r for r in rows if r[key] == group and r[trials.checkpoint] and r[f"best_{metric}"] is not None]
-    best = min(scored, key=lambda r: r[f"best_{metric}"]) if scored else None
+def best_trial(rows: list[dict[str, Any]], group: str, metric: str, trials: TableSchema,
+               by: str | None = None) -> dict[str, Any] | None:
+    """The row of ``group``'s trial with the lowest best ``metric`` (or the lowest column ``by``) among those with a
+    checkpoint; marks ``is_best``."""
+    key, score = trials.key, by or f"best_{metric}"
+    scored = [r for r in rows if r[key] == group and r[trials.checkpoint] and r[score] is not None]
+    best = min(scored, key=lambda r: r[score]) if scored else None
     for row in rows:
         if row[key] == group:
             row[trials.is_best] = row is best
@@ -264,12 +266,13 @@ class Stage:
         return tuple(c for c in self.history.columns if c.optional)
 
 
-def run_stage(store: LabStore, stage: Stage, experiment: Experiment, resume: bool, train_cpus: float) -> TrialRecords:
-    """Run (or resume) ``experiment``, export each group's best trial, update ``stage``'s two tables."""
+def run_stage(store: LabStore, stage: Stage, experiment: Experiment, resume: bool, settings: TuneSettings) -> TrialRecords:
+    """Run (or resume) ``experiment``, export each group's chosen weights (``settings.export``), update ``stage``'s two
+    tables."""
     records = trial_records(store, run_experiment(store, experiment, resume), experiment.metric, stage)
     groups = list(experiment.spaces)
     for group in groups:
-        export_best(store, stage, group, records.rows, experiment.metric, train_cpus)
+        export_best(store, stage, group, records.rows, experiment.metric, settings)
     tables = TableStore(store)
     tables.update(stage.trials, pd.DataFrame(records.rows), keys=groups)
     tables.update(stage.history, records.history, keys=groups)
@@ -277,11 +280,12 @@ def run_stage(store: LabStore, stage: Stage, experiment: Experiment, resume: boo
 
 
 def export_best(store: LabStore, stage: Stage, group: str, rows: list[dict[str, Any]], metric: str,
-                train_cpus: float) -> dict[str, Any] | None:
-    """Export the weights of ``group``'s best report (over all its trials) as model ``group``, rebuilt from the run
-    config its checkpoint carries, with what its kind's card records; marks its row. None if no trial scored."""
+                settings: TuneSettings) -> dict[str, Any] | None:
+    """Export ``group``'s chosen weights as model ``group``: those its best trial's checkpoint carries (the best report,
+    or with ``export: last`` the last one, the trial chosen by that report's score), rebuilt from the run config the
+    checkpoint carries, with what its kind's card records; marks its row. None if no trial scored."""
     trials = stage.trials
-    best = best_trial(rows, group, metric, trials)
+    best = best_trial(rows, group, metric, trials, by=f"final_{metric}" if settings.export == "last" else None)
     if best is None:
         print(f"[{stage.label}] {group}: no trial produced a scored checkpoint; nothing exported", flush=True)
         return None
@@ -291,7 +295,8 @@ def export_best(store: LabStore, stage: Stage, group: str, rows: list[dict[str, 
     metrics = {**kind.card(info), "trial_id": best[trials.trial_id], "steps": info[H.step],
                "images_seen": info[H.images_seen],
                "trained_steps": int(best[trials.images_seen] or 0) // run.train.batch_size,
-               "train_seconds": best[trials.time_total_s], "planned_steps": run.train.steps, "train_cpus": train_cpus,
+               "train_seconds": best[trials.time_total_s], "planned_steps": run.train.steps,
+               "train_cpus": settings.resources.get("cpu", 1), "export_rule": settings.export,
                "trial_status": best[trials.status]}
     network = STORED_KINDS[kind.name].build(run)
     network.load_state_dict(weights_from_bytes(weights, f"{best[trials.checkpoint]} (best weights)"), strict=True)

@@ -11,9 +11,10 @@ constant or a search space with one key: ``choice: [..]``, ``grid: [..]``, ``uni
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from ray import tune
@@ -35,6 +36,7 @@ from jobs.kinds import EMBEDDING_KINDS, MODEL_KINDS, POINT_KIND, POINT_NAME, gro
 from jobs.searchers import check_search
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+ExportRule = Literal["best", "last"]
 SECTIONS = MODEL_KINDS["denoiser"].sections
 """What a model's section of a preset may set (the recipe: all but ``model``)."""
 SPACES = {
@@ -81,6 +83,10 @@ class TuneSettings:
     max_failures: int = 2
     search: str = "random"
     """``random`` (independent draws, every grid walked) or a searcher Ray ships: optuna, hyperopt, ... (``jobs.searchers``)."""
+    export: ExportRule = "best"
+    """Which weights each group exports: ``best``, those of the best report of its best trial (a search: the
+    checkpoint its scores chose); ``last``, those of the last report, trial chosen by its last score (one budget:
+    every model compared at the images it was given)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "num_samples", "max_concurrent", "report_every_images", "grace_images")
@@ -88,6 +94,8 @@ class TuneSettings:
         at_least(self, 0, "max_failures")
         _resources(self.resources)
         check_search(self.search)
+        if self.export not in typing.get_args(ExportRule):
+            raise ConfigError(f"export {self.export!r} is not one of {list(typing.get_args(ExportRule))}", "export")
 
 
 @dataclass(frozen=True)

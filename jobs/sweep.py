@@ -103,7 +103,8 @@ def job_settings(store: LabStore, preset: Preset, settings: TuneSettings) -> dic
     """What every trial of a stage reads under ``_job``: the lab, the data set, the threads, its report settings."""
     reports = {k: getattr(settings, k) for k in ("report_every_images", "eval_every_images", "fd_samples",
                                                  "fd_sampler_steps") if hasattr(settings, k)}
-    return {"lab": store.root, "dataset": preset.dataset, "cpus": settings.resources.get("cpu", 1), **reports}
+    return {"lab": store.root, "dataset": preset.dataset, "cpus": settings.resources.get("cpu", 1),
+            "export": settings.export, **reports}
 
 
 def sweep_models(request: SweepRequest) -> None:
@@ -113,7 +114,7 @@ def sweep_models(request: SweepRequest) -> None:
                             {model: point_space(preset, model) for model in request.models},
                             job_settings(store, preset, settings), settings, MODEL_KINDS["denoiser"].metric,
                             request.num_samples, request.max_concurrent, trial_run, keep_groups=settings.keep_models)
-    records = run_stage(store, DENOISER_STAGE, experiment, request.resume, settings.resources.get("cpu", 1))
+    records = run_stage(store, DENOISER_STAGE, experiment, request.resume, settings)
     say(f"[sweep] {len(records.rows)} trials, tables in {TableStore(store).location}")
 
 
@@ -134,7 +135,7 @@ def sweep_embeddings(store: LabStore, preset: Preset, label: str, retrain: bool 
     experiment = Experiment(name, train_trial, {kind: point_space(preset, kind) for kind in swept},
                             job_settings(store, preset, settings), settings, MODEL_KINDS[swept[0]].metric,
                             run_of=trial_run)
-    run_stage(store, EMBEDDING_STAGE, experiment, resume, settings.resources.get("cpu", 1))
+    run_stage(store, EMBEDDING_STAGE, experiment, resume, settings)
     missing = [kind for kind in swept if kind not in registry.list_models(kind=kind)]
     if missing:
         raise RuntimeError(f"embedding {', '.join(missing)}: no trial reported a validation loss; see the trials in "

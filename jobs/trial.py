@@ -51,7 +51,7 @@ def train_trial(config: dict[str, Any]) -> None:
     device = task_device()
     torch.set_num_threads(max(1, int(job["cpus"])))
     body = kind.start(run, TrialContext(LabStore(job["lab"]), device, job))
-    checkpoints = TrialCheckpoints(body.trainer, kind.metric, run)
+    checkpoints = TrialCheckpoints(body.trainer, kind.metric, run, keep_last=job.get("export") == "last")
     hooked = kind.name in HOOKED_KINDS
     fail_at = int(os.environ.get(FAIL_ONCE_ENV, "0")) if hooked else 0
     spoil_after = int(os.environ.get(SPOIL_AFTER_ENV, "0")) if hooked else 0
@@ -85,11 +85,12 @@ class TrialCheckpoints:
     """A trial's checkpoints: resume from Tune's last one, keep the best-judged weights, report with a new one.
 
     ``metric`` names the score in the best report's info (lower is better: FD, validation loss);
-    ``run`` is the trial's run config, carried in every checkpoint for the export.
+    ``run`` is the trial's run config, carried in every checkpoint for the export. ``keep_last``: keep the weights of
+    the last judged report instead of the best one (the sweep's ``export: last``).
     """
 
-    def __init__(self, trainer: Trainer, metric: str, run: Any) -> None:
-        self.metric = metric
+    def __init__(self, trainer: Trainer, metric: str, run: Any, keep_last: bool = False) -> None:
+        self.metric, self.keep_last = metric, keep_last
         self.run_json = json.dumps(to_dict(run), sort_keys=True)
         self.best: tuple[bytes, dict[str, Any]] | None = None
         checkpoint = tune.get_checkpoint()
@@ -100,8 +101,8 @@ class TrialCheckpoints:
                 self.best = read_best(directory)
 
     def offer(self, model: nn.Module, score: float, info: dict[str, Any]) -> bool:
-        """Keep ``model``'s weights as the best if ``score`` beats the best so far; True if it did."""
-        if self.best is not None and not score < self.best[1][self.metric]:
+        """Keep ``model``'s weights if ``score`` beats the best so far (or, with ``keep_last``, always); True if kept."""
+        if self.best is not None and not self.keep_last and not score < self.best[1][self.metric]:
             return False
         self.best = (weights_to_bytes(model), {self.metric: score, **info})
         return True

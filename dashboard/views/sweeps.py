@@ -25,7 +25,8 @@ class SweepView:
 
 
 DENOISERS = SweepView(TRIALS, TRIAL_HISTORY, TRIALS.model, TRIALS.best_fd, TRIAL_HISTORY.fd,
-                      "★ marks each model's best trial by FD (its best report's weights are exported to the lab store).")
+                      "★ marks each model's chosen trial: the lowest FD (its best report's weights are exported, or its last report's "
+                      "where the preset's sweep says export: last).")
 EMBEDDINGS = SweepView(EMBEDDING_TRIALS, EMBEDDING_HISTORY, EMBEDDING_TRIALS.kind, EMBEDDING_TRIALS.best_val_loss,
                        EMBEDDING_HISTORY.val_loss,
                        "★ marks the embedding chosen for each kind: the lowest validation loss (VAE: held-out -ELBO, "
