@@ -37,15 +37,25 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
+from diffusion.core.config import ConfigError
 from diffusion.core.device import assigned_device
 from diffusion.core.images import grid_png, path_gif, paths_png
-from diffusion.core.config import ConfigError
 from diffusion.core.samplers import SamplerSetting, denoising_paths, sample_stacked
 from diffusion.lab.registry import ModelRegistry
 from diffusion.lab.store import LabStore
 from serve.batcher import LoadAdaptiveBatcher
 from serve.catalog import Catalog, DeadlineExceeded, HostedModel, describe, evaluation_summary, run_with_deadline
-from serve.schemas import DEFAULT_MAX_WORK, MAX_IMAGES, PathRequest, SampleRequest, SamplingSettings, work_error
+from serve.schemas import (
+    DEFAULT_MAX_WORK,
+    MAX_IMAGES,
+    Health,
+    HostedModelInfo,
+    PathRequest,
+    SampleRequest,
+    SamplingSettings,
+    sampling_responses,
+    work_error,
+)
 
 BATCH_WAIT_S = 0.05
 """The longest a free replica waits for the requests it expects back (``serve.batcher``; never more than a quarter of a loop)."""
@@ -215,7 +225,7 @@ class DiffusionServer:
         return [chunk.cpu() for chunk in images]
 
     # ---- routes -------------------------------------------------------------------------------
-    @api.get("/healthz")
+    @api.get("/healthz", response_model=Health)
     def healthz(self) -> dict[str, Any]:
         """Liveness (answers while sampling runs), the models, the limits, and how much batching there has been."""
         hosted = self.catalog.snapshot()
@@ -225,7 +235,7 @@ class DiffusionServer:
                 "limits": dataclasses.asdict(self.limits), "queued": self.batcher.queued,
                 "batching": dataclasses.asdict(self.batcher.stats), **self.counters}
 
-    @api.get("/models")
+    @api.get("/models", response_model=list[HostedModelInfo])
     async def models(self) -> list[dict[str, Any]]:
         """Every hosted model: config, parameters, weights hash, loaded or why not, and its FD, floor and rank in the lab's
         current VAE (``evaluation``, with that VAE's ``embedding_sha256``); a model scored only in an older VAE is
@@ -234,7 +244,7 @@ class DiffusionServer:
         evaluation = await asyncio.to_thread(evaluation_summary, self.store)
         return [describe(hosted, evaluation.get(name)) for name, hosted in catalog.items()]
 
-    @api.post("/sample", responses={200: {"content": {"image/png": {}, "application/json": {}}}})
+    @api.post("/sample", response_class=Response, responses=sampling_responses(("image/png", "application/json")))
     async def sample(self, request: SampleRequest) -> Response:
         """``num_images`` samples as a PNG grid, or as JSON arrays in [0, 1] (shape N x 28 x 28); header X-Weights-SHA256."""
         start = time.monotonic()
@@ -251,7 +261,7 @@ class DiffusionServer:
         body = await asyncio.to_thread(json_body, images, request, hosted.name, setting, hosted.weights_sha256)
         return Response(body, media_type="application/json", headers=headers)
 
-    @api.post("/path", responses={200: {"content": {"image/png": {}, "image/gif": {}}}})
+    @api.post("/path", response_class=Response, responses=sampling_responses(("image/png", "image/gif")))
     async def path(self, request: PathRequest) -> Response:
         """Denoising paths: x_t at evenly spaced steps, noise on the left; a PNG strip or an animated GIF; header X-Weights-SHA256."""
         start = time.monotonic()

@@ -8,7 +8,7 @@ the server's budget once the steps are known (they default from the model's sche
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -95,3 +95,84 @@ def work_error(request: SamplingSettings, steps: int, max_work: int) -> str | No
         return None
     return (f"{request.count_field} x steps: the request asks for {work} image-steps ({request.work(1)} x {steps}); "
             f"this server's budget (max_work) is {max_work} per request: ask for fewer images or steps")
+
+
+class ErrorBody(BaseModel):
+    """Every error the app answers (400-504): one message naming the field or limit and what is accepted."""
+
+    detail: str = Field(description="what was wrong, e.g. 'steps: must be between 1 and 50 ...'")
+
+
+class Evaluation(BaseModel):
+    """A hosted model's score in the lab's current VAE (``stale``: scored only in an older VAE, and not ranked)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    embedding: str
+    stale: bool
+    embedding_sha256: str | None = None
+    embedding_trial: str | None = None
+    fd: float | None = None
+    floor: float | None = None
+    ratio: float | None = Field(None, description="FD / the real-vs-real floor at the same N")
+    sampler: str | None = None
+    steps: int | None = None
+    n: int | None = None
+    rank: int | None = None
+    reason: str | None = Field(None, description="why a stale score is not ranked, and the command that re-scores it")
+
+
+class HostedModelInfo(BaseModel):
+    """GET /models: one hosted model, loaded or why not, and its evaluation."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    loaded: bool
+    error: str | None
+    arch: str | None
+    parameters: int | None
+    timesteps: int | None
+    weights_sha256: str | None
+    config: dict[str, Any] | None
+    evaluation: Evaluation | None
+
+
+class Health(BaseModel):
+    """GET /healthz: liveness, the models, the limits and the batching counters (more counters may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok"]
+    loaded_models: int
+    unavailable_models: int
+    device: str
+    waiting: int
+    reloads: int
+    limits: dict[str, float]
+    queued: int
+    batching: dict[str, Any]
+
+
+ERRORS = {
+    400: "the body could not be parsed (not UTF-8 JSON)",
+    404: "no such model: the message lists the hosted ones",
+    409: "the model is listed but could not be loaded (the message says why)",
+    422: "a field or limit was refused (the message names it and what is accepted)",
+    503: "the replica's waiting room is full: retry after Retry-After seconds",
+    504: "not done within the server's deadline; the sampling stopped",
+}
+"""The error statuses of a sampling route, each answered with an ``ErrorBody``."""
+
+
+def sampling_responses(content_types: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a sampling route: 200 in ``content_types``, and each of ``ERRORS``."""
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {kind: {} for kind in content_types}, "description": "the images",
+              "headers": {name: {"schema": {"type": "string"}, "description": about}
+                          for name, about in (("X-Weights-SHA256", "the weights sampled"),
+                                              ("X-Steps", "the steps the request resolved to"))}}}
+    for status, description in ERRORS.items():
+        responses[status] = {"model": ErrorBody, "description": description}
+    responses[503]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+    return responses
